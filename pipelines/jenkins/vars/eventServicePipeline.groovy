@@ -68,14 +68,20 @@ def call(Map overrides = [:]) {
                     not { triggeredBy 'TimerTrigger' }
                     not { changelog '.*\\[skip ci\\].*' }
                 }
+                // One agent for both steps: the image pushed is the image just built.
                 agent { label settings.agentLabel }
-                steps {
-                    makeTarget('install')
-                    makeTarget('build')
-                    archiveArtifacts artifacts: 'dist/*', fingerprint: true
-                    makeTarget('image', [VERSION: env.GIT_COMMIT])
-                    script {
-                        if (env.BRANCH_NAME == settings.defaultBranch) {
+                stages {
+                    stage('Wheel and image') {
+                        steps {
+                            makeTarget('install')
+                            makeTarget('build')
+                            archiveArtifacts artifacts: 'dist/*', fingerprint: true
+                            makeTarget('image', [VERSION: env.GIT_COMMIT])
+                        }
+                    }
+                    stage('Push image') {
+                        when { branch settings.defaultBranch }
+                        steps {
                             withRegistryLogin(settings.registryCredentialsId) {
                                 makeTarget('image-push', [VERSION: env.GIT_COMMIT])
                             }
