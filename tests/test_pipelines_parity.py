@@ -91,7 +91,7 @@ def _evaluate(expression: object, context: dict[str, object]) -> object:
     source = match.group(1)
     if re.fullmatch(r"[\w.-]+", source) and source in context:
         return context[source]
-    if re.search(r"\b(steps|secrets|vars|github\.(?!event_name))", source):
+    if re.search(r"\b(steps|needs|secrets|vars|github\.(?!event_name))", source):
         return expression  # a runtime value: unknown here, and not part of the stage graph
     python = re.sub(r"\b(inputs\.[\w-]+|github\.event_name|matrix\.[\w-]+)", lambda m: f"_[{m.group(1)!r}]", source)
     python = python.replace("!cancelled()", "True").replace("failure()", "True")

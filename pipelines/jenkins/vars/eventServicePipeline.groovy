@@ -76,14 +76,14 @@ def call(Map overrides = [:]) {
                             makeTarget('install')
                             makeTarget('build')
                             archiveArtifacts artifacts: 'dist/*', fingerprint: true
-                            makeTarget('image', [VERSION: env.GIT_COMMIT])
+                            makeTarget('image', [VERSION: serviceVersion()])
                         }
                     }
                     stage('Push image') {
                         when { branch settings.defaultBranch }
                         steps {
                             withRegistryLogin(settings.registryCredentialsId) {
-                                makeTarget('image-push', [VERSION: env.GIT_COMMIT])
+                                makeTarget('image-push', [VERSION: serviceVersion()])
                             }
                         }
                     }
@@ -105,7 +105,7 @@ def call(Map overrides = [:]) {
                     stage('Deploy staging') {
                         steps {
                             makeTarget('install')
-                            makeTarget('promote', [ENV: 'staging', VERSION: env.GIT_COMMIT])
+                            makeTarget('promote', [ENV: 'staging', VERSION: serviceVersion()])
                             gitopsRecordPromotion('staging', settings)
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'staging'])
@@ -175,7 +175,7 @@ def call(Map overrides = [:]) {
                     stage('Deploy production') {
                         steps {
                             makeTarget('install')
-                            makeTarget('promote', [ENV: 'production', VERSION: env.GIT_COMMIT])
+                            makeTarget('promote', [ENV: 'production', VERSION: serviceVersion()])
                             gitopsRecordPromotion('production', settings)
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'production'])

@@ -10,7 +10,7 @@ void call(String environment, Map settings) {
                 if git diff --cached --quiet; then
                     echo "deploy/environments/$DEPLOY_ENV.yml already says this version"
                 else
-                    git commit -m "deploy: promote $GIT_COMMIT to $DEPLOY_ENV [skip ci]"
+                    git commit -m "deploy: promote $SERVICE_VERSION to $DEPLOY_ENV [skip ci]"
                     git pull --rebase origin "$DEFAULT_BRANCH"
                     git push origin "HEAD:$DEFAULT_BRANCH"
                     git rev-parse HEAD > ".promotion-$DEPLOY_ENV"

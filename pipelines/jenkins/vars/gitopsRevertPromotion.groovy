@@ -6,7 +6,7 @@ void call(String environment, Map settings) {
             sh(label: "revert the promotion to ${environment} in git", script: '''
                 if [ -f ".promotion-$DEPLOY_ENV" ]; then
                     git revert --no-edit "$(cat ".promotion-$DEPLOY_ENV")"
-                    git commit --amend -m "deploy: roll $DEPLOY_ENV back from $GIT_COMMIT [skip ci]"
+                    git commit --amend -m "deploy: roll $DEPLOY_ENV back from $SERVICE_VERSION [skip ci]"
                     git pull --rebase origin "$DEFAULT_BRANCH"
                     git push origin "HEAD:$DEFAULT_BRANCH"
                     rm -f ".promotion-$DEPLOY_ENV"

@@ -21,7 +21,7 @@ Map call(Map overrides = [:]) {
         driftSchedule: 'H 5 * * *',
         junitReports: 'reports/junit*.xml',
         testReports: 'reports/**',
-        loadtestReports: 'loadtests/reports/**',
+        loadtestReports: 'reports/loadtest/**',
     ]
     Map unknown = overrides.findAll { key, value -> !defaults.containsKey(key) }
     if (unknown) {
