@@ -11,8 +11,8 @@ Map call(Map overrides = [:]) {
         sshCredentialsId: 'ansible-ssh-key',             // SSH private key Ansible logs in to the hosts with
         vaultCredentialsId: 'ansible-vault-password',    // secret file: the Ansible vault password
         gitCredentialsId: 'git-push',                    // username + token allowed to push the promotion commit
-        // URL of staging; the load gate targets it.
-        stagingUrl: 'http://127.0.0.1:8000',
+        // URL of staging; the load gate targets it. Empty: `make loadtest` refuses, and main's build fails loudly.
+        stagingUrl: '',
         // Users or groups allowed to approve the production deploy (comma-separated); empty = anyone with Build.
         approvers: '',
         approvalTimeoutHours: 24,
