@@ -15,7 +15,8 @@ def call(Map overrides = [:]) {
         options {
             timestamps()
             buildDiscarder(logRotator(numToKeepStr: '30'))
-            timeout(time: 1, unit: 'DAYS')
+            // Longer than the production approval may wait (approvalTimeoutHours), so that timeout is the one that fires.
+            timeout(time: 2, unit: 'DAYS')
         }
 
         triggers {
