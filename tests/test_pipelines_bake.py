@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_pipelines_github import assert_workflows_clean
 from test_pipelines_jenkins_structure import KNOWN_STEPS, check_pipeline, find_pipeline, parse_groovy
 from test_pipelines_parity import MakeCall, all_invoked_targets
@@ -30,8 +29,11 @@ FRAGMENT_OF_TARGET = {
     "loadtest": "loadtests/*.mk",
 }
 # A value for each variable the pipelines pass, so `make -n` sees the same command line as in a pipeline.
-SAMPLE_VALUES = {"ENV": "staging", "VERSION": "0123456789abcdef0123456789abcdef01234567",
-                 "HOST": "http://127.0.0.1:8000"}
+SAMPLE_VALUES = {
+    "ENV": "staging",
+    "VERSION": "0123456789abcdef0123456789abcdef01234567",
+    "HOST": "http://127.0.0.1:8000",
+}
 
 
 @pytest.fixture
@@ -89,22 +91,32 @@ def test_baked_jenkins_pipeline_passes_the_structure_check(bake, ci):
 
 
 def _make_dry_run(project: Path, call: MakeCall) -> subprocess.CompletedProcess:
-    variables = [f"{name}={call.env or SAMPLE_VALUES[name]}" if name == "ENV" else f"{name}={SAMPLE_VALUES[name]}"
-                 for name in sorted(call.variables)]
+    variables = [
+        f"{name}={call.env or SAMPLE_VALUES[name]}" if name == "ENV" else f"{name}={SAMPLE_VALUES[name]}"
+        for name in sorted(call.variables)
+    ]
     return subprocess.run(
-        ["make", "-n", call.target, *variables], cwd=project, capture_output=True, text=True, timeout=60,
-        check=False, env=os.environ | {"MAKEFLAGS": ""},
+        ["make", "-n", call.target, *variables],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ | {"MAKEFLAGS": ""},
     )
 
 
 def _invoked(fragment: str | None) -> list[MakeCall]:
-    return sorted({c for c in all_invoked_targets() if FRAGMENT_OF_TARGET.get(c.target) == fragment},
-                  key=lambda c: (c.target, c.env or ""))
+    return sorted(
+        {c for c in all_invoked_targets() if FRAGMENT_OF_TARGET.get(c.target) == fragment},
+        key=lambda c: (c.target, c.env or ""),
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fragment", [None, "ansible/*.mk", "loadtests/*.mk"],
-                         ids=["Makefile", "ansible-fragment", "loadtests-fragment"])
+@pytest.mark.parametrize(
+    "fragment", [None, "ansible/*.mk", "loadtests/*.mk"], ids=["Makefile", "ansible-fragment", "loadtests-fragment"]
+)
 def test_every_target_the_pipelines_invoke_exists_in_a_bake(bake, fragment):
     project = bake(ci="both")
     if fragment and not list(project.glob(fragment)):
@@ -127,6 +139,11 @@ def test_promotion_in_a_bake_is_a_change_of_the_environment_file(bake):
     for environment in ("staging", "production"):
         env_file = project / "deploy" / "environments" / f"{environment}.yml"
         assert "service_version" in yaml.safe_load(env_file.read_text(encoding="utf-8"))
-        subprocess.run(["make", "promote", f"ENV={environment}", f"VERSION={version}"], cwd=project,
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["make", "promote", f"ENV={environment}", f"VERSION={version}"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         assert str(yaml.safe_load(env_file.read_text(encoding="utf-8"))["service_version"]) == version

@@ -114,7 +114,8 @@ def test_every_action_is_pinned_to_a_full_sha_with_its_version():
 
 @pytest.mark.skipif(not PINS_NOTE.exists(), reason=f"{PINS_NOTE} not beside the repository")
 def test_pins_are_the_verified_ones():
-    verified = dict(re.findall(r"^\|\s*([\w-]+/[\w.-]+)\s*\|\s*v[\d.]+\s*\|\s*([0-9a-f]{40})\s*\|", PINS_NOTE.read_text(), re.M))
+    table_row = re.compile(r"^\|\s*([\w-]+/[\w.-]+)\s*\|\s*v[\d.]+\s*\|\s*([0-9a-f]{40})\s*\|", re.M)
+    verified = dict(table_row.findall(PINS_NOTE.read_text(encoding="utf-8")))
     for path in ALL_FILES:
         for match in _USES_LINE.finditer(path.read_text(encoding="utf-8")):
             action, _, sha = match.group("ref").partition("@")

@@ -22,12 +22,27 @@ def groovy_lint(folder: Path) -> dict:
     assert executable, "npm-groovy-lint missing: run .ci/setup-pipelines.sh"
     result = subprocess.run(
         # C1-only JIT: a short run spends most of its time starting the JVM, and this start is cheaper.
-        [executable, "--noserver", "--javaoptions=-XX:TieredStopAtLevel=1", "--output", "json", "--failon", "warning",
-         "--config", str(JENKINS_DIR / ".groovylintrc.json"),
-         "--path", str(folder), "--files", "**/Jenkinsfile,**/*.groovy"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            executable,
+            "--noserver",
+            "--javaoptions=-XX:TieredStopAtLevel=1",
+            "--output",
+            "json",
+            "--failon",
+            "warning",
+            "--config",
+            str(JENKINS_DIR / ".groovylintrc.json"),
+            "--path",
+            str(folder),
+            "--files",
+            "**/Jenkinsfile,**/*.groovy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     report["returncode"] = result.returncode
     return report
 
@@ -66,7 +81,8 @@ def test_baked_jenkinsfile_loads_the_library_from_its_own_checkout():
 
 def test_example_jenkinsfile_is_the_library_and_one_call():
     lines = [
-        line for line in (JENKINS_DIR / "examples" / "Jenkinsfile").read_text(encoding="utf-8").splitlines()
+        line
+        for line in (JENKINS_DIR / "examples" / "Jenkinsfile").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("//")
     ]
     assert lines[0] == "@Library('event-service-pipeline') _"
@@ -75,7 +91,8 @@ def test_example_jenkinsfile_is_the_library_and_one_call():
 
 def test_library_has_one_var_per_step_the_pipeline_uses():
     pipeline = (LIBRARY_VARS / "eventServicePipeline.groovy").read_text(encoding="utf-8")
-    used = set(re.findall(r"\b(makeTarget|with\w+Credentials|withRegistryLogin|gitops\w+|pipelineSettings|serviceVersion)\(", pipeline))
+    step_call = r"\b(makeTarget|with\w+Credentials|withRegistryLogin|gitops\w+|pipelineSettings|serviceVersion)\("
+    used = set(re.findall(step_call, pipeline))
     defined = {path.stem for path in GROOVY_FILES}
     assert used <= defined
     assert defined - used == {"eventServicePipeline"}, "every var is used"
@@ -90,7 +107,7 @@ def test_every_setting_the_library_reads_has_a_default():
 
 
 def test_credentials_flow_only_through_with_credentials():
-    for path in GROOVY_FILES + [JENKINS_DIR / "Jenkinsfile"]:
+    for path in [*GROOVY_FILES, JENKINS_DIR / "Jenkinsfile"]:
         text = path.read_text(encoding="utf-8")
         # No `environment { X = credentials('id') }`: the binding must be scoped to the steps that need it.
         assert "credentials(" not in text.replace("withCredentials(", ""), path.name

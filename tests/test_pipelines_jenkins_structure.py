@@ -9,7 +9,7 @@ checks it against the rules of the declarative syntax, and that every step it ca
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -167,30 +167,101 @@ def _find_in(statements: list[Statement]) -> Statement | None:
 
 
 # The declarative syntax (jenkins.io/doc/book/pipeline/syntax), the parts this project may use.
-PIPELINE_SECTIONS = {"agent", "environment", "options", "parameters", "triggers", "tools", "stages", "post", "libraries"}
+PIPELINE_SECTIONS = {
+    "agent",
+    "environment",
+    "options",
+    "parameters",
+    "triggers",
+    "tools",
+    "stages",
+    "post",
+    "libraries",
+}
 STAGE_SECTIONS = {"agent", "environment", "options", "when", "input", "post", "tools", "failFast"}
 STAGE_WORK = {"steps", "parallel", "stages", "matrix"}
 POST_CONDITIONS = {
-    "always", "changed", "fixed", "regression", "aborted", "failure", "success", "unstable", "unsuccessful", "cleanup",
+    "always",
+    "changed",
+    "fixed",
+    "regression",
+    "aborted",
+    "failure",
+    "success",
+    "unstable",
+    "unsuccessful",
+    "cleanup",
 }
 WHEN_CONDITIONS = {
-    "branch", "buildingTag", "changelog", "changeset", "changeRequest", "environment", "equals", "expression", "tag",
-    "not", "allOf", "anyOf", "triggeredBy", "beforeAgent", "beforeInput", "beforeOptions",
+    "branch",
+    "buildingTag",
+    "changelog",
+    "changeset",
+    "changeRequest",
+    "environment",
+    "equals",
+    "expression",
+    "tag",
+    "not",
+    "allOf",
+    "anyOf",
+    "triggeredBy",
+    "beforeAgent",
+    "beforeInput",
+    "beforeOptions",
 }
 WHEN_NESTING = {"not", "allOf", "anyOf"}
 INPUT_FIELDS = {"message", "id", "ok", "submitter", "submitterParameter", "parameters"}
 AGENT_KINDS = {"label", "node", "docker", "dockerfile", "kubernetes"}
 TRIGGERS = {"cron", "pollSCM", "upstream"}
 OPTIONS = {
-    "buildDiscarder", "checkoutToSubdirectory", "disableConcurrentBuilds", "disableResume", "durabilityHint",
-    "lock", "newContainerPerStage", "overrideIndexTriggers", "parallelsAlwaysFailFast", "preserveStashes",
-    "quietPeriod", "retry", "skipDefaultCheckout", "skipStagesAfterUnstable", "timeout", "timestamps", "ansiColor",
+    "buildDiscarder",
+    "checkoutToSubdirectory",
+    "disableConcurrentBuilds",
+    "disableResume",
+    "durabilityHint",
+    "lock",
+    "newContainerPerStage",
+    "overrideIndexTriggers",
+    "parallelsAlwaysFailFast",
+    "preserveStashes",
+    "quietPeriod",
+    "retry",
+    "skipDefaultCheckout",
+    "skipStagesAfterUnstable",
+    "timeout",
+    "timestamps",
+    "ansiColor",
 }
 # Steps of Jenkins core and the plugins docs/pipelines.md lists; the library's own vars are added per check.
 KNOWN_STEPS = {
-    "archiveArtifacts", "bat", "catchError", "checkout", "cleanWs", "deleteDir", "dir", "echo", "error",
-    "fingerprint", "git", "junit", "lock", "milestone", "readFile", "retry", "script", "sh", "sleep", "stash",
-    "timeout", "unstable", "unstash", "warnError", "withCredentials", "withEnv", "writeFile",
+    "archiveArtifacts",
+    "bat",
+    "catchError",
+    "checkout",
+    "cleanWs",
+    "deleteDir",
+    "dir",
+    "echo",
+    "error",
+    "fingerprint",
+    "git",
+    "junit",
+    "lock",
+    "milestone",
+    "readFile",
+    "retry",
+    "script",
+    "sh",
+    "sleep",
+    "stash",
+    "timeout",
+    "unstable",
+    "unstash",
+    "warnError",
+    "withCredentials",
+    "withEnv",
+    "writeFile",
 }
 
 
@@ -231,7 +302,8 @@ def _check_stages(stages: Statement, known_steps: set[str], problems: list[str])
         problems.append(f"line {stages.line}: empty `stages`")
     for stage in stages.block or []:
         if stage.name != "stage" or stage.block is None or not stage.header.startswith("("):
-            problems.append(f"line {stage.line}: `stages` may only hold `stage('name') {{ ... }}`, found `{stage.name}`")
+            found = stage.name
+            problems.append(f"line {stage.line}: `stages` may only hold `stage('name') {{ ... }}`, found `{found}`")
             continue
         _check_stage(stage, known_steps, problems)
 
@@ -319,7 +391,11 @@ def test_library_pipeline_has_the_issue_stages_in_order():
     pipeline = find_pipeline(parse_groovy(LIBRARY_PIPELINE.read_text(encoding="utf-8")))
     stage_names = [stage.header for stage in pipeline.child("stages").children("stage")]
     assert stage_names == [
-        "('Checks')", "('Build')", "('Staging')", "('Approve production')", "('Production')",
+        "('Checks')",
+        "('Build')",
+        "('Staging')",
+        "('Approve production')",
+        "('Production')",
         "('Drift')",
     ]
 

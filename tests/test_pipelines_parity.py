@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_pipelines_jenkins_structure import Statement, find_pipeline, parse_groovy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,8 +123,9 @@ def github_make_calls(workflow: Path, context: dict[str, object]) -> list[MakeCa
     for job_name in _job_order(document["jobs"]):
         job = document["jobs"][job_name]
         for job_context in _matrix_contexts(job, context):
-            if "if" in job and not _evaluate("${{ " + str(job["if"]).removeprefix("${{").removesuffix("}}") + " }}",
-                                             job_context):
+            if "if" in job and not _evaluate(
+                "${{ " + str(job["if"]).removeprefix("${{").removesuffix("}}") + " }}", job_context
+            ):
                 continue
             if "uses" in job:
                 reusable = WORKFLOWS / Path(job["uses"].split("@")[0]).name
@@ -143,7 +143,7 @@ def _matrix_contexts(job: dict, context: dict[str, object]) -> list[dict[str, ob
     matrix = job.get("strategy", {}).get("matrix")
     if not matrix:
         return [context]
-    (key, values), = matrix.items()
+    ((key, values),) = matrix.items()
     return [context | {f"matrix.{key}": value} for value in values]
 
 
@@ -160,12 +160,14 @@ def _job_make_calls(job: dict, context: dict[str, object]) -> list[MakeCall]:
         for match in _MAKE_IN_SHELL.finditer(step["run"]):
             variables = dict(re.findall(r"([A-Z_]+)=(\S+)", match.group("vars")))
             env_value = variables.get("ENV", "").strip('"').removeprefix("$")
-            calls.append(MakeCall(
-                target=match.group("target"),
-                env=str(environment.get(env_value, env_value)) or None,
-                variables=frozenset(variables),
-                on_failure=on_failure,
-            ))
+            calls.append(
+                MakeCall(
+                    target=match.group("target"),
+                    env=str(environment.get(env_value, env_value)) or None,
+                    variables=frozenset(variables),
+                    on_failure=on_failure,
+                )
+            )
     return [c for c in calls if not c.target.startswith("print-")]
 
 
@@ -211,9 +213,8 @@ def _stages_make_calls(stages: Statement, run: str) -> list[MakeCall]:
                 calls += _steps_make_calls(block) if work == "steps" else _stages_make_calls(block, run)
         post = stage.child("post")
         if post is not None and post.child("failure") is not None:
-            calls += [
-                MakeCall(c.target, c.env, c.variables, on_failure=True) for c in _steps_make_calls(post.child("failure"))
-            ]
+            handlers = _steps_make_calls(post.child("failure"))
+            calls += [MakeCall(c.target, c.env, c.variables, on_failure=True) for c in handlers]
     return calls
 
 
@@ -232,6 +233,7 @@ def _steps_make_calls(steps: Statement) -> list[MakeCall]:
 
 
 # ------------------------------------------------------------------------------------------------- the tests
+
 
 @pytest.mark.parametrize("run", EXPECTED)
 def test_github_callers_run_the_stage_graph(run):
@@ -254,8 +256,9 @@ def test_parity_extraction_notices_a_reordered_pipeline(tmp_path, monkeypatch):
     """The comparison must be able to fail: swap two make calls in a copy of the library and look again."""
     source = LIBRARY_PIPELINE.read_text(encoding="utf-8")
     swapped = source.replace("makeTarget('verify', [ENV: 'staging'])", "@@VERIFY@@", 1)
-    swapped = swapped.replace("makeTarget('loadtest', [HOST: settings.stagingUrl])",
-                              "makeTarget('verify', [ENV: 'staging'])", 1)
+    swapped = swapped.replace(
+        "makeTarget('loadtest', [HOST: settings.stagingUrl])", "makeTarget('verify', [ENV: 'staging'])", 1
+    )
     swapped = swapped.replace("@@VERIFY@@", "makeTarget('loadtest', [HOST: settings.stagingUrl])", 1)
     assert swapped != source
     copy = tmp_path / "eventServicePipeline.groovy"
@@ -270,4 +273,4 @@ def all_invoked_targets() -> list[MakeCall]:
     for run in EXPECTED:
         calls += github_make_calls(WORKFLOWS / BAKED_CALLERS[run], {"github.event_name": run})
         calls += jenkins_make_calls(run)
-    return calls + [call("print-IMAGE")]
+    return [*calls, call("print-IMAGE")]

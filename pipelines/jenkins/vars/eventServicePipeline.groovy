@@ -15,7 +15,7 @@ def call(Map overrides = [:]) {
         options {
             timestamps()
             buildDiscarder(logRotator(numToKeepStr: '30'))
-            // Longer than the production approval may wait (approvalTimeoutHours), so that timeout is the one that fires.
+            // Outlasts the production approval's own timeout (approvalTimeoutHours), so that one fires first.
             timeout(time: 2, unit: 'DAYS')
         }
 
