@@ -125,3 +125,38 @@ def test_credentials_flow_only_through_with_credentials():
 def test_make_target_arguments_are_shell_quoted():
     text = (LIBRARY_VARS / "makeTarget.groovy").read_text(encoding="utf-8")
     assert "shellQuote(value)" in text
+
+
+def shell_scripts_of(path: Path) -> list[str]:
+    """The shell scripts a library file hands to `sh` as single-quoted Groovy strings (which Groovy leaves alone)."""
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r"script:\s*'''(.*?)'''", text, re.S) + re.findall(r"script:\s*'([^'\n]*)'", text)
+
+
+def test_library_shell_scripts_pass_shellcheck():
+    """The Jenkins counterpart of actionlint's shellcheck on run: blocks."""
+    scripts = [(path.name, script) for path in GROOVY_FILES for script in shell_scripts_of(path)]
+    assert len(scripts) >= 5, "the pattern lost the library's sh scripts"
+    for name, script in scripts:
+        # Jenkins' sh runs `sh -xe`; the variables come from withEnv/withCredentials/Jenkins itself.
+        result = subprocess.run(
+            ["shellcheck", "--shell=sh", "--exclude=SC2154", "-"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{name}:\n{script}\n{result.stdout}"
+
+
+def test_shellcheck_harness_flags_a_bad_script():
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", "-"],
+        input="rm -rf $DIR/*\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
