@@ -24,7 +24,8 @@ LIBRARY_PIPELINE = ROOT / "pipelines" / "jenkins" / "vars" / "eventServicePipeli
 @dataclass(frozen=True)
 class MakeCall:
     """One make invocation: the target, the environment it acts on, the variables it gets, and whether it runs
-    only when something before it failed."""
+    only when something before it failed. The GitOps commits are steps of the graph too: targets `git:promote`
+    (commit and push the promotion) and `git:revert` (revert it after a rollback)."""
 
     target: str
     env: str | None = None
@@ -51,17 +52,21 @@ PUSH = [call("image-push", None, "VERSION")]
 STAGING = [
     call("install"),
     call("promote", "staging", "VERSION"),
+    call("git:promote", "staging"),
     call("deploy", "staging"),
     call("verify", "staging"),
     call("loadtest", None, "HOST"),
     call("rollback", "staging", on_failure=True),
+    call("git:revert", "staging", on_failure=True),
 ]
 PRODUCTION = [
     call("install"),
     call("promote", "production", "VERSION"),
+    call("git:promote", "production"),
     call("deploy", "production"),
     call("verify", "production"),
     call("rollback", "production", on_failure=True),
+    call("git:revert", "production", on_failure=True),
 ]
 DRIFT = [call("install"), call("drift", "staging"), call("install"), call("drift", "production")]
 
@@ -168,11 +173,17 @@ def _job_make_calls(job: dict, context: dict[str, object]) -> list[MakeCall]:
                     on_failure=on_failure,
                 )
             )
+        deploy_env = str(environment.get("DEPLOY_ENV")) if "DEPLOY_ENV" in environment else None
+        if re.search(r'git commit -m "deploy: promote', step["run"]):
+            calls.append(MakeCall("git:promote", deploy_env, frozenset({"ENV"}), on_failure))
+        if re.search(r"git revert", step["run"]):
+            calls.append(MakeCall("git:revert", deploy_env, frozenset({"ENV"}), on_failure))
     return [c for c in calls if not c.target.startswith("print-")]
 
 
 # ---------------------------------------------------------------------------------------------------- Jenkins
 
+_GITOPS_STEPS = {"gitopsRecordPromotion": "git:promote", "gitopsRevertPromotion": "git:revert"}
 _MAKE_TARGET_STEP = re.compile(r"^\(\s*'(?P<target>[\w-]+)'\s*(?:,\s*\[(?P<vars>.*)\])?\s*\)$", re.S)
 
 
@@ -227,6 +238,10 @@ def _steps_make_calls(steps: Statement) -> list[MakeCall]:
             variables = dict(re.findall(r"(\w+):\s*('[^']*'|[\w.]+)", match.group("vars") or ""))
             env = variables.get("ENV")
             calls.append(MakeCall(match.group("target"), env.strip("'") if env else None, frozenset(variables)))
+        elif step.name in _GITOPS_STEPS:
+            environment = re.match(r"^\(\s*'(\w+)'", step.header)
+            assert environment, f"line {step.line}: {step.name} takes a literal environment first"
+            calls.append(MakeCall(_GITOPS_STEPS[step.name], environment.group(1), frozenset({"ENV"})))
         elif step.block is not None:
             calls += _steps_make_calls(step)
     return calls
@@ -273,4 +288,4 @@ def all_invoked_targets() -> list[MakeCall]:
     for run in EXPECTED:
         calls += github_make_calls(WORKFLOWS / BAKED_CALLERS[run], {"github.event_name": run})
         calls += jenkins_make_calls(run)
-    return [*calls, call("print-IMAGE")]
+    return [c for c in [*calls, call("print-IMAGE")] if not c.target.startswith("git:")]
