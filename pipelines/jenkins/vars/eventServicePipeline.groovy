@@ -108,6 +108,7 @@ def call(Map overrides = [:]) {
                             makeTarget('install')
                             makeTarget('promote', [ENV: 'staging', VERSION: serviceVersion()])
                             gitopsRecordPromotion('staging', settings)
+                            script { env.DEPLOY_STARTED = 'staging' }
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'staging'])
                             }
@@ -131,11 +132,17 @@ def call(Map overrides = [:]) {
                         archiveArtifacts artifacts: settings.loadtestReports, allowEmptyArchive: true
                     }
                     failure {
-                        withDeployCredentials(settings) {
-                            makeTarget('rollback', [ENV: 'staging'])
+                        script {
+                            // Only once the deploy has started: before it the hosts are as they were, and a
+                            // rollback would take a healthy environment to its previous release.
+                            if (env.DEPLOY_STARTED == 'staging') {
+                                withDeployCredentials(settings) {
+                                    makeTarget('rollback', [ENV: 'staging'])
+                                }
+                            }
                         }
                         gitopsRevertPromotion('staging', settings)
-                        error('staging failed: rolled back, and the promotion commit reverted')
+                        error('staging failed: a started deploy was rolled back, a pushed promotion reverted')
                     }
                 }
             }
@@ -178,6 +185,7 @@ def call(Map overrides = [:]) {
                             makeTarget('install')
                             makeTarget('promote', [ENV: 'production', VERSION: serviceVersion()])
                             gitopsRecordPromotion('production', settings)
+                            script { env.DEPLOY_STARTED = 'production' }
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'production'])
                             }
@@ -193,11 +201,17 @@ def call(Map overrides = [:]) {
                 }
                 post {
                     failure {
-                        withDeployCredentials(settings) {
-                            makeTarget('rollback', [ENV: 'production'])
+                        script {
+                            // Only once the deploy has started: before it the hosts are as they were, and a
+                            // rollback would take a healthy environment to its previous release.
+                            if (env.DEPLOY_STARTED == 'production') {
+                                withDeployCredentials(settings) {
+                                    makeTarget('rollback', [ENV: 'production'])
+                                }
+                            }
                         }
                         gitopsRevertPromotion('production', settings)
-                        error('production failed: rolled back, and the promotion commit reverted')
+                        error('production failed: a started deploy was rolled back, a pushed promotion reverted')
                     }
                 }
             }
