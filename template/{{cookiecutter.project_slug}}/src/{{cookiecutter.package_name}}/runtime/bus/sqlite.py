@@ -131,6 +131,7 @@ class SQLiteBus:
 
     async def complete(self, delivery: Delivery) -> None:
         await self._store.call(_complete, delivery.position, delivery.handler)
+        self._work.set()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
         await self._store.call(
@@ -146,6 +147,7 @@ class SQLiteBus:
         await self._store.call(
             _dead_letter, delivery.position, delivery.handler, delivery.attempts + 1, error, time.time()
         )
+        self._work.set()
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return await self._store.call(_dead_letters, limit)
