@@ -1,0 +1,1 @@
+"""The service runtime: ingress, bus, workers, settings and observability. Service authors do not edit it."""

@@ -1,0 +1,81 @@
+"""The event bus interface every backend implements, and the records that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..cloudevents import CloudEvent, decode_stored
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An accepted event on its way into the store, with the handlers that must each see it once."""
+
+    event: CloudEvent
+    body: bytes
+    handlers: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One event owed to one handler; `attempts` counts the failed tries so far."""
+
+    position: int
+    handler: str
+    attempts: int
+    body: bytes
+
+    @property
+    def event(self) -> CloudEvent:
+        return decode_stored(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A delivery that ran out of attempts or failed for good, with the last error."""
+
+    position: int
+    event_id: str
+    source: str
+    event_type: str
+    handler: str
+    attempts: int
+    last_error: str
+    failed_at: float
+
+
+class EventBus(Protocol):
+    """Durable, at-least-once, per-key ordered delivery of stored events to named handlers."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Release this process's claims (they are delivered again) and close the store."""
+
+    async def append(self, events: Sequence[NewEvent]) -> list[int | None]:
+        """Store events atomically; per event its position, or None when (source, id) was seen already."""
+
+    async def claim(self, limit: int) -> list[Delivery]:
+        """Take up to `limit` due deliveries; never two of one (handler, ordering key) at a time."""
+
+    async def complete(self, delivery: Delivery) -> None: ...
+
+    async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None: ...
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None: ...
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]: ...
+
+    async def replay(self, event_ids: Sequence[str] | None) -> int:
+        """Make dead letters due again (all of them when `event_ids` is None); returns how many."""
+
+    async def pending_count(self) -> int:
+        """Deliveries not yet completed or dead-lettered."""
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be there, or after `timeout` seconds."""

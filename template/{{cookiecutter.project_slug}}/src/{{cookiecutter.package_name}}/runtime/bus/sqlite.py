@@ -1,0 +1,277 @@
+"""The embedded bus: one SQLite file in WAL mode (or an in-memory database for tests), no server.
+
+Several processes on one host may share the file: deliveries are claimed with a lease, and a claim that is not
+completed before its lease ends (the process died) is handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..settings import Settings
+from .base import DeadLetter, Delivery, NewEvent
+from .store_thread import StoreThread
+
+PENDING, CLAIMED, DEAD = 0, 1, 3
+PURGE_EVERY_SECONDS = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (source, id)
+);
+CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_seq INTEGER NOT NULL,
+    handler TEXT NOT NULL,
+    ordering_key TEXT,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    finished_at REAL,
+    PRIMARY KEY (event_seq, handler)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_key, event_seq);
+"""
+
+# A delivery is due when no earlier delivery of the same handler and ordering key is still open.
+CLAIMABLE = """
+SELECT d.event_seq, d.handler, d.attempts, e.body
+FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq
+WHERE d.state = 0 AND d.due_at <= ?1
+  AND (d.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries AS p
+        WHERE p.handler = d.handler AND p.ordering_key = d.ordering_key
+          AND p.event_seq < d.event_seq AND p.state IN (0, 1)))
+ORDER BY d.event_seq
+LIMIT ?2
+"""
+
+
+class SQLiteBus:
+    """EventBus on SQLite. `memory://` gives a private in-memory database with the same SQL."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "normal",
+        lease_seconds: float = 60.0,
+        dedup_retention_seconds: float = 7 * 24 * 3600,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._lease_seconds = lease_seconds
+        self._retention = dedup_retention_seconds
+        self._owner = uuid.uuid4().hex
+        self._store = StoreThread(self._connect)
+        self._work = asyncio.Event()
+        self._last_purge = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SQLiteBus:
+        url = settings.bus_url
+        path = ":memory:" if url.startswith("memory://") else url.removeprefix("sqlite:///")
+        return cls(
+            path,
+            synchronous=settings.sqlite_synchronous,
+            lease_seconds=settings.lease_seconds,
+            dedup_retention_seconds=settings.dedup_retention_seconds,
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        connection.executescript(SCHEMA)
+        return connection
+
+    async def open(self) -> None:
+        self._store.start()
+        await self.ping()
+
+    async def close(self) -> None:
+        try:
+            await self._store.call(_release, self._owner)
+        finally:
+            await self._store.stop()
+
+    async def append(self, events: Sequence[NewEvent]) -> list[int | None]:
+        positions = await self._store.call(_append, events, time.time())
+        if any(position is not None for position in positions):
+            self._work.set()
+        return positions
+
+    async def claim(self, limit: int) -> list[Delivery]:
+        now = time.time()
+        purge_before = None
+        if now - self._last_purge > PURGE_EVERY_SECONDS:
+            self._last_purge = now
+            purge_before = now - self._retention
+        return await self._store.call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)
+
+    async def complete(self, delivery: Delivery) -> None:
+        await self._store.call(_complete, delivery.position, delivery.handler)
+
+    async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
+        await self._store.call(
+            _retry,
+            delivery.position,
+            delivery.handler,
+            delivery.attempts + 1,
+            time.time() + delay_seconds,
+            error,
+        )
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        await self._store.call(
+            _dead_letter, delivery.position, delivery.handler, delivery.attempts + 1, error, time.time()
+        )
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        return await self._store.call(_dead_letters, limit)
+
+    async def replay(self, event_ids: Sequence[str] | None) -> int:
+        replayed = await self._store.call(_replay, None if event_ids is None else list(event_ids), time.time())
+        if replayed:
+            self._work.set()
+        return replayed
+
+    async def pending_count(self) -> int:
+        return await self._store.call(_pending_count)
+
+    async def ping(self) -> None:
+        await self._store.call(_ping)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+
+def _append(connection: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> list[int | None]:
+    positions: list[int | None] = []
+    for new in events:
+        event = new.event
+        cursor = connection.execute(
+            "INSERT OR IGNORE INTO events (source, id, type, body, received_at) VALUES (?, ?, ?, ?, ?)",
+            (event.source, event.id, event.type, new.body, now),
+        )
+        if cursor.rowcount == 0:
+            positions.append(None)
+            continue
+        seq = cursor.lastrowid
+        key = event.ordering_key
+        connection.executemany(
+            "INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at) VALUES (?, ?, ?, 0, ?)",
+            [(seq, handler, key, now) for handler in new.handlers],
+        )
+        positions.append(seq)
+    return positions
+
+
+def _claim(
+    connection: sqlite3.Connection,
+    owner: str,
+    limit: int,
+    now: float,
+    lease_until: float,
+    purge_before: float | None,
+) -> list[Delivery]:
+    # a lease that ran out belongs to a process that died or hung: its deliveries are due again
+    connection.execute(
+        "UPDATE deliveries SET state = 0, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_until < ?",
+        (now,),
+    )
+    if purge_before is not None:
+        connection.execute(
+            "DELETE FROM events WHERE received_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
+            (purge_before,),
+        )
+    rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
+    connection.executemany(
+        "UPDATE deliveries SET state = 1, lease_owner = ?, lease_until = ? WHERE event_seq = ? AND handler = ?",
+        [(owner, lease_until, seq, handler) for seq, handler, _, _ in rows],
+    )
+    return [
+        Delivery(position=seq, handler=handler, attempts=attempts, body=body) for seq, handler, attempts, body in rows
+    ]
+
+
+def _complete(connection: sqlite3.Connection, seq: int, handler: str) -> None:
+    connection.execute("DELETE FROM deliveries WHERE event_seq = ? AND handler = ?", (seq, handler))
+
+
+def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, due_at: float, error: str) -> None:
+    connection.execute(
+        "UPDATE deliveries SET state = 0, attempts = ?, due_at = ?, last_error = ?, lease_owner = NULL, "
+        "lease_until = NULL WHERE event_seq = ? AND handler = ?",
+        (attempts, due_at, error, seq, handler),
+    )
+
+
+def _dead_letter(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, error: str, now: float) -> None:
+    connection.execute(
+        "UPDATE deliveries SET state = 3, attempts = ?, last_error = ?, finished_at = ?, lease_owner = NULL, "
+        "lease_until = NULL WHERE event_seq = ? AND handler = ?",
+        (attempts, error, now, seq, handler),
+    )
+
+
+def _dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+    rows = connection.execute(
+        "SELECT d.event_seq, e.id, e.source, e.type, d.handler, d.attempts, d.last_error, d.finished_at "
+        "FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq WHERE d.state = 3 "
+        "ORDER BY d.event_seq LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [DeadLetter(*row) for row in rows]
+
+
+def _replay(connection: sqlite3.Connection, event_ids: list[str] | None, now: float) -> int:
+    if event_ids is None:
+        cursor = connection.execute("UPDATE deliveries SET state = 0, attempts = 0, due_at = ? WHERE state = 3", (now,))
+    else:
+        marks = ", ".join("?" for _ in event_ids)
+        cursor = connection.execute(
+            f"UPDATE deliveries SET state = 0, attempts = 0, due_at = ? WHERE state = 3 AND event_seq IN "  # noqa: S608 - only placeholders are formatted in
+            f"(SELECT seq FROM events WHERE id IN ({marks}))",
+            (now, *event_ids),
+        )
+    return cursor.rowcount
+
+
+def _release(connection: sqlite3.Connection, owner: str) -> None:
+    connection.execute(
+        "UPDATE deliveries SET state = 0, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_owner = ?",
+        (owner,),
+    )
+
+
+def _pending_count(connection: sqlite3.Connection) -> int:
+    row = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1)").fetchone()
+    return int(row[0])
+
+
+def _ping(connection: sqlite3.Connection) -> None:
+    connection.execute("SELECT 1").fetchone()

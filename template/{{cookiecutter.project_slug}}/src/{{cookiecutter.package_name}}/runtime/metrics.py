@@ -1,0 +1,79 @@
+"""Prometheus metrics of one service process. Names are part of the contract (docs/service-contract.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REJECTION_REASONS = (
+    "unauthorized",
+    "draining",
+    "unsupported_media_type",
+    "too_large",
+    "malformed",
+    "invalid_attributes",
+    "unknown_type",
+    "invalid_data",
+)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# the *_created series double the scrape size and nothing here reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """One registry per service object, so tests can build several services in one process."""
+
+    def __init__(self, handlers: Iterable[tuple[str, str]]) -> None:
+        """`handlers` lists (handler name, event type); their series exist from the start, at zero."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.received = Counter("events_received", "Events that arrived in parseable requests", registry=self.registry)
+        self.accepted = Counter("events_accepted", "Events stored for the first time", registry=self.registry)
+        self.duplicates = Counter(
+            "events_duplicates", "Events skipped: (source, id) seen within the window", registry=self.registry
+        )
+        self.rejected = Counter("events_rejected", "Rejected requests by reason", ["reason"], registry=self.registry)
+        self.processed = Counter(
+            "events_processed", "Deliveries a handler finished", ["handler", "type"], registry=self.registry
+        )
+        self.failed = Counter(
+            "events_failed", "Handler attempts that raised", ["handler", "type"], registry=self.registry
+        )
+        self.retried = Counter(
+            "events_retried",
+            "Deliveries scheduled for another attempt",
+            ["handler", "type"],
+            registry=self.registry,
+        )
+        self.dead_lettered = Counter(
+            "events_dead_lettered",
+            "Deliveries moved to the dead-letter store",
+            ["handler", "type"],
+            registry=self.registry,
+        )
+        self.handler_duration = Histogram(
+            "handler_duration_seconds", "Time spent in a handler call", ["handler"], registry=self.registry
+        )
+        self.pending = Gauge(
+            "bus_pending_events", "Deliveries not yet completed or dead-lettered", registry=self.registry
+        )
+        self.rejected_by_reason = {reason: self.rejected.labels(reason) for reason in REJECTION_REASONS}
+        for handler, event_type in handlers:
+            for family in (self.processed, self.failed, self.retried, self.dead_lettered):
+                family.labels(handler, event_type)
+            self.handler_duration.labels(handler)
+
+    def reject(self, reason: str) -> None:
+        self.rejected_by_reason[reason].inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,79 @@
+"""Run the service under uvicorn, with the shutdown order a load balancer needs.
+
+On SIGTERM/SIGINT: readiness fails and new events get 503 at once, the server keeps answering for
+SERVICE_SHUTDOWN_DRAIN_SECONDS (so the balancer notices), then stops; in-flight handlers get
+SERVICE_SHUTDOWN_TIMEOUT_SECONDS; unfinished deliveries are released and handled again after restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import threading
+from types import FrameType
+
+import uvicorn
+
+from .ingress import IngressApp
+from .logs import get_logger
+from .service import Service
+
+log = get_logger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self._service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._service.draining:  # a second signal: stop now
+            super().handle_exit(sig, frame)
+            return
+        self._service.begin_drain()
+        timer = threading.Timer(self._service.settings.shutdown_drain_seconds, super().handle_exit, (sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
+def serve(service: Service, host: str, port: int) -> None:
+    """HTTP API and workers in this process until a signal stops it."""
+    config = uvicorn.Config(
+        IngressApp(service),
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=math.ceil(service.settings.shutdown_timeout_seconds),
+    )
+    _DrainingServer(config, service).run()
+
+
+def run_workers(service: Service) -> None:
+    """Workers only, no HTTP, until a signal stops them."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start(run_workers=True)
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+
+    _run(main())
+
+
+def _run(main: asyncio.Future[None] | object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]

@@ -1,0 +1,209 @@
+"""Workers: take due deliveries from the bus, run the handler, then complete, retry or dead-letter them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .bus import Delivery, EventBus
+from .cloudevents import CloudEvent
+from .logs import get_logger
+from .metrics import Metrics
+from .registry import HandlerContext, HandlerRegistry, NonRetryableError, Publisher, Subscription
+from .retry import RetryPolicy
+
+log = get_logger(__name__)
+
+PublishFactory = Callable[[CloudEvent], Publisher]
+
+
+@dataclass
+class HandlerOutcome:
+    """What one handler did with one event, as returned to a client that asked to wait."""
+
+    event_id: str
+    handler: str
+    status: str  # "processed" or "dead_lettered"
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class _Waiter:
+    expected: int
+    outcomes: list[HandlerOutcome] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Workers:
+    """Runs up to `concurrency` handler calls at a time in this process."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        registry: HandlerRegistry,
+        metrics: Metrics,
+        retry: RetryPolicy,
+        publish_for: PublishFactory,
+        *,
+        concurrency: int = 16,
+        handler_timeout: float = 30.0,
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self._bus = bus
+        self._registry = registry
+        self._metrics = metrics
+        self._retry = retry
+        self._publish_for = publish_for
+        self._concurrency = concurrency
+        self._handler_timeout = handler_timeout
+        self._poll_seconds = poll_seconds
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._waiters: dict[int, _Waiter] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="workers")
+
+    async def stop(self, timeout: float) -> None:
+        """Take no new work; give in-flight handlers `timeout` seconds, then cancel them (they are redelivered)."""
+        self._stopping = True
+        self._slot_freed.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._in_flight:
+            _, unfinished = await asyncio.wait(self._in_flight, timeout=timeout)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+    async def run_once(self) -> int:
+        """Claim and run one round of due deliveries to completion; returns how many ran (testing kit)."""
+        deliveries = await self._bus.claim(self._concurrency)
+        await asyncio.gather(*(self._deliver(delivery) for delivery in deliveries))
+        return len(deliveries)
+
+    def wait_for(self, positions: list[int], handlers_per_event: list[int]) -> _Waiter:
+        """Register interest in the outcomes of freshly appended events (Prefer: wait)."""
+        waiter = _Waiter(expected=sum(handlers_per_event))
+        for position in positions:
+            self._waiters[position] = waiter
+        return waiter
+
+    def forget(self, positions: list[int]) -> None:
+        for position in positions:
+            self._waiters.pop(position, None)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self._concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                deliveries = await self._bus.claim(free)
+            except Exception:
+                log.exception("claim_failed")
+                await asyncio.sleep(self._poll_seconds)
+                continue
+            for delivery in deliveries:
+                task = asyncio.create_task(self._deliver(delivery))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            if not deliveries:
+                await self._bus.wait_for_work(self._poll_seconds)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            await self._deliver_once(delivery)
+        except Exception:
+            log.exception("delivery_interrupted", handler=delivery.handler, position=delivery.position)
+
+    async def _deliver_once(self, delivery: Delivery) -> None:
+        event = delivery.event
+        subscription = self._registry.by_name(delivery.handler)
+        if subscription is None:
+            # stored by a release that had this handler; keep it for a later release or a replay
+            await self._give_up(delivery, event, f"no handler named {delivery.handler!r} in this release")
+            return
+        attempt = delivery.attempts + 1
+        bound = log.bind(event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=attempt)
+        started = time.perf_counter()
+        try:
+            result = await self._call(subscription, event, attempt)
+        except Exception as error:
+            self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
+            self._metrics.failed.labels(delivery.handler, event.type).inc()
+            await self._failed(delivery, event, subscription, error, bound)
+            return
+        self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
+        await self._bus.complete(delivery)
+        self._metrics.processed.labels(delivery.handler, event.type).inc()
+        bound.debug("event_processed")
+        self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "processed", result=result))
+
+    async def _call(self, subscription: Subscription, event: CloudEvent, attempt: int) -> Any:
+        try:
+            data = subscription.decode(event.data)
+        except msgspec.ValidationError as error:
+            raise NonRetryableError(f"data no longer matches the schema: {error}") from error
+        context = HandlerContext(
+            event=event, handler=subscription.handler_name, attempt=attempt, publish=self._publish_for(event)
+        )
+        if subscription.is_async:
+            call: Awaitable[Any] = subscription.function(data, context)
+        else:
+            # sync handlers run in a thread so they cannot stall ingress
+            call = asyncio.to_thread(subscription.function, data, context)
+        return await asyncio.wait_for(call, self._handler_timeout)
+
+    async def _failed(
+        self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception, bound: Any
+    ) -> None:
+        message = _describe(error)
+        failed_attempts = delivery.attempts + 1
+        if isinstance(error, NonRetryableError) or self._retry.gives_up_after(
+            failed_attempts, subscription.max_attempts
+        ):
+            bound.error("event_dead_lettered", error=message)
+            await self._give_up(delivery, event, message)
+            return
+        delay = self._retry.delay(failed_attempts)
+        bound.warning("event_retry_scheduled", error=message, retry_in_seconds=round(delay, 3))
+        await self._bus.retry(delivery, message, delay)
+        self._metrics.retried.labels(delivery.handler, event.type).inc()
+
+    async def _give_up(self, delivery: Delivery, event: CloudEvent, message: str) -> None:
+        await self._bus.dead_letter(delivery, message)
+        self._metrics.dead_lettered.labels(delivery.handler, event.type).inc()
+        self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "dead_lettered", error=message))
+
+    def _settle(self, delivery: Delivery, outcome: HandlerOutcome) -> None:
+        waiter = self._waiters.get(delivery.position)
+        if waiter is not None:
+            waiter.outcomes.append(outcome)
+            if len(waiter.outcomes) >= waiter.expected:
+                waiter.done.set()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "TimeoutError: the handler took longer than SERVICE_HANDLER_TIMEOUT_SECONDS"
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,1 @@
+pytest_plugins = ["{{ cookiecutter.package_name }}.testing.plugin"]

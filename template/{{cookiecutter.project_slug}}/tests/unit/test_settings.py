@@ -1,0 +1,32 @@
+import pytest
+
+from {{ cookiecutter.package_name }}.runtime.settings import SettingsError, load_settings
+
+
+def test_defaults_describe_a_development_service_on_the_embedded_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERVICE_ENV", raising=False)
+    settings = load_settings()
+    assert settings.env == "development"
+    assert settings.bus_url.startswith("sqlite:///")
+
+
+def test_production_without_tokens_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_ENV", "production")
+    monkeypatch.setenv("SERVICE_AUTH_TOKENS", " ")
+    with pytest.raises(SettingsError, match="SERVICE_AUTH_TOKENS"):
+        load_settings()
+
+
+def test_tokens_are_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_AUTH_TOKENS", "one, two,,")
+    assert load_settings().tokens == ("one", "two")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SERVICE_BUS_URL", "kafka://x"), ("SERVICE_MAX_BODY_BYTES", "-1"), ("SERVICE_LOG_LEVEL", "chatty")],
+)
+def test_an_invalid_variable_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
