@@ -40,6 +40,7 @@ class Gate:
         self.metrics_urls: list[str] = []
         self.before: MetricsSnapshot | None = None
         self.before_error: str | None = None
+        self.before_note: str | None = None
 
     def setup(self, environment) -> None:
         options = environment.parsed_options
@@ -57,7 +58,12 @@ class Gate:
         if not self.metrics_urls or self.before is not None:
             return
         try:
-            self.before, _ = wait_until_drained(self.metrics_urls, timeout=self.thresholds.drain_timeout_seconds)
+            self.before, drained = wait_until_drained(self.metrics_urls, timeout=self.thresholds.drain_timeout_seconds)
+            if not drained:
+                self.before_note = (
+                    f"the bus still had {self.before.pending_total:g} pending events before the run: their "
+                    "processing is counted as this run's, which can hide losses"
+                )
         except OSError as error:
             self.before_error = f"cannot read metrics before the run from {', '.join(self.metrics_urls)}: {error}"
             logger.error(self.before_error)
@@ -82,6 +88,8 @@ class Gate:
                                             run_state.event_mix(environment.parsed_options), self.thresholds,
                                             self.thresholds.drain_timeout_seconds)
                     delivery, notes, per_handler = report.breaches, report.notes, report.per_handler
+        if self.before_note:
+            notes.append(self.before_note)
         if delivery:
             code = EXIT_DELIVERY_BREACH
         elif performance:
