@@ -188,18 +188,29 @@ def started(key: str, commands, workdir: Path):
         yield f"http://127.0.0.1:{port}", proc
 
 
+def pacing_for(url: str, variant: Variant, events_per_second: float, max_connections: int) -> tuple[int, float]:
+    """Connections and pause (ms) that hold about `events_per_second` (wrk has no fixed-rate mode).
+
+    Each connection sends, waits for the answer, pauses, sends again: rate = connections / (pause + latency).
+    The pause is fixed (long enough that connections rarely line up into bursts); short calibration runs scale
+    the number of connections by asked/achieved until the rate is within 5 %.
+    """
+    target_rps = events_per_second / variant.events_per_request
+    pause_ms = min(max(1000 * 20 / target_rps, 10.0), 500.0)
+    connections = max(1, round(target_rps * pause_ms / 1000))
+    for _ in range(4):
+        probe = run_wrk(url, variant, 3, connections, pause_ms)
+        achieved = max(probe.requests_per_second, 1e-9)
+        if abs(achieved - target_rps) <= 0.05 * target_rps:
+            break
+        connections = min(max_connections, max(1, round(connections * target_rps / achieved)))
+    return connections, pause_ms
+
+
 def measure_at_rate(url: str, variant: Variant, events_per_second: float, seconds: float,
                     connections: int) -> Measurement:
-    """Hold about `events_per_second` with paced connections; one correction for the time answers take."""
-    target_rps = events_per_second / variant.events_per_request
-    # about 100 requests/s per connection: few enough connections that their pauses don't line up into bursts
-    connections = max(2, min(connections, math.ceil(target_rps / 100)))
-    pause_ms = 1000 * connections / target_rps
-    measured = run_wrk(url, variant, seconds, connections, pause_ms)
-    # rate = connections / (pause + latency): take out the latency seen and run again
-    latency_ms = 1000 * connections / max(measured.requests_per_second, 1e-9) - pause_ms
-    corrected = max(pause_ms - latency_ms, 0.1)
-    return run_wrk(url, variant, seconds, connections, corrected)
+    chosen, pause_ms = pacing_for(url, variant, events_per_second, connections * 4)
+    return run_wrk(url, variant, seconds, chosen, pause_ms)
 
 
 def machine_description() -> str:
@@ -212,8 +223,10 @@ def machine_description() -> str:
     except OSError:
         pass
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"{os.cpu_count()} vCPU, {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {wrk_version[0] if wrk_version else 'wrk'}")
+            f"SQLite {sqlite3.sqlite_version}, {' '.join(wrk_version[0].split()[:2]) if wrk_version else 'wrk'}; "
+            f"load average at the end {load} (other work on the machine skews every variant)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,10 +313,13 @@ def run_end_to_end(commands, workdir: Path, single: Result, args) -> dict:
     target = single.median.events_per_second(variant) / 2
     with started(variant.server, commands, workdir) as (url, _process):
         metrics_urls = [f"{url}/metrics"]
+        connections, pause_ms = pacing_for(url, variant, target, args.connections * 4)
+        deadline = time.monotonic() + 60
+        while read_metrics(metrics_urls).pending_total > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the calibration's events are not this window's
         before = read_metrics(metrics_urls)
         started_at = time.monotonic()
-        connections = max(2, min(args.connections, math.ceil(target / 100)))
-        measurement = run_wrk(url, variant, args.e2e_seconds, connections, 1000 * connections / target)
+        measurement = run_wrk(url, variant, args.e2e_seconds, connections, pause_ms)
         elapsed = time.monotonic() - started_at
         after = read_metrics(metrics_urls)
         drain_started = time.monotonic()
