@@ -5,9 +5,11 @@ project: `make loadtest HOST=http://127.0.0.1:8000`. Options: `locust --help` (g
 "release gate").
 """
 
-from loadtest_kit import gate  # noqa: F401  (registers the options and the release gate)
+from loadtest_kit import (
+    gate,  # noqa: F401  (registers the options and the release gate)
+    users,
+)
 from loadtest_kit.shapes import NamedShape  # noqa: F401  (--shape constant|ramp|step|spike|soak)
-from loadtest_kit import users
 
 
 class SingleEvents(users.SingleEventUser):

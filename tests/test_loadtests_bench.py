@@ -18,9 +18,26 @@ BENCH = Path(__file__).resolve().parent.parent / "loadtests" / "bench" / "run_be
 def test_benchmark_measures_baseline_ceiling_and_service_side_by_side(bake_project, baked_python, tmp_path):
     project = bake_project()
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--seconds", "1", "--warmup", "0", "--rounds", "1", "--no-half-rate",
-         "--service-dir", str(project), "--service-python", str(baked_python), "--json", str(tmp_path / "r.json")],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            str(BENCH),
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--rounds",
+            "1",
+            "--no-half-rate",
+            "--service-dir",
+            str(project),
+            "--service-python",
+            str(baked_python),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "events/s" not in line]

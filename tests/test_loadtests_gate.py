@@ -26,7 +26,7 @@ LOCUST = f"{sys.executable} -m locust"
 # plus 10 batches of 10 events/s.
 MODEST_LOAD = "-t 6s -u 4 -r 4 --user-throughput 10 --batch-size 10 --drain-timeout-seconds 20"
 
-SLOW_HANDLER = '''
+SLOW_HANDLER = """
 import asyncio
 
 from ..events import ORDER_PLACED, OrderPlaced
@@ -38,9 +38,9 @@ handlers = HandlerRegistry()
 @handlers.on(ORDER_PLACED, OrderPlaced)
 async def slow_audit(order: OrderPlaced, context) -> None:
     await asyncio.sleep(1.0)
-'''
+"""
 
-FAILING_HANDLER = '''
+FAILING_HANDLER = """
 from ..events import ORDER_CANCELLED, OrderCancelled
 from ..runtime.registry import HandlerRegistry, NonRetryableError
 
@@ -50,7 +50,7 @@ handlers = HandlerRegistry()
 @handlers.on(ORDER_CANCELLED, OrderCancelled)
 def refuse_cancellation(cancellation: OrderCancelled, context) -> None:
     raise NonRetryableError("injected by the load-test gate test")
-'''
+"""
 
 
 def inject_handler(project: Path, module_name: str, source: str) -> None:
@@ -80,8 +80,13 @@ def running_service(project: Path, python: Path, port: int, **settings: str) -> 
     }
     (project / "var").mkdir(exist_ok=True)
     log = (project / "var" / "service.log").open("wb")
-    process = subprocess.Popen([str(python), "-m", PACKAGE, "serve", "--port", str(port)], cwd=project, env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(python), "-m", PACKAGE, "serve", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -107,7 +112,11 @@ def running_service(project: Path, python: Path, port: int, **settings: str) -> 
 def make_loadtest(project: Path, url: str, extra: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["make", "loadtest", f"HOST={url}", f"LOCUST={LOCUST}", f"LOADTEST_ARGS={MODEST_LOAD} {extra}"],
-        cwd=project, capture_output=True, text=True, timeout=180, env={**os.environ, **env},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **env},
     )
 
 

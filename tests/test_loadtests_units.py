@@ -47,10 +47,13 @@ def test_shipped_event_mix_makes_valid_example_events():
 
 def test_event_mix_follows_weights_and_ordering_key_cardinality(tmp_path):
     mix = load_event_mix(
-        write_mix(tmp_path, [
-            {"type": "a", "weight": 9, "ordering_key_field": "k", "data": {}},
-            {"type": "b", "weight": 1, "data": {"n": "{int:5:5}", "s": "x-{choice:p|q}-{int:1:1}"}},
-        ]),
+        write_mix(
+            tmp_path,
+            [
+                {"type": "a", "weight": 9, "ordering_key_field": "k", "data": {}},
+                {"type": "b", "weight": 1, "data": {"n": "{int:5:5}", "s": "x-{choice:p|q}-{int:1:1}"}},
+            ],
+        ),
         ordering_keys=3,
     )
     mix._rng = random.Random(1)
@@ -96,15 +99,17 @@ def test_shipped_thresholds_file_loads():
 def test_unknown_threshold_is_refused(tmp_path):
     path = tmp_path / "t.toml"
     path.write_text("max_p98_ms = 1\n")
-    with pytest.raises(ThresholdsError, match="unknown threshold.*max_p98_ms"):
+    with pytest.raises(ThresholdsError, match=r"unknown threshold.*max_p98_ms"):
         load_thresholds(path, {})
 
 
 def test_each_broken_threshold_gives_one_line():
-    thresholds = Thresholds(max_p95_ms=100, max_p99_ms=200, max_failure_ratio=0.01,
-                            min_requests_per_second=1000, min_events_per_second=5000)
-    totals = RunTotals(requests=1000, failures=50, p95_ms=150, p99_ms=250, requests_per_second=100,
-                       events_per_second=100)
+    thresholds = Thresholds(
+        max_p95_ms=100, max_p99_ms=200, max_failure_ratio=0.01, min_requests_per_second=1000, min_events_per_second=5000
+    )
+    totals = RunTotals(
+        requests=1000, failures=50, p95_ms=150, p99_ms=250, requests_per_second=100, events_per_second=100
+    )
     breaches = performance_breaches(thresholds, totals)
     assert len(breaches) == 5
     assert breaches[0] == "p95 latency 150 ms > max_p95_ms 100 ms"
@@ -119,7 +124,9 @@ def test_run_within_thresholds_has_no_breach():
 
 def test_run_without_requests_breaches():
     totals = RunTotals(requests=0, failures=0, p95_ms=0, p99_ms=0, requests_per_second=0, events_per_second=0)
-    assert performance_breaches(Thresholds(), totals) == ["no requests were made: is the host up and the locustfile sending?"]
+    assert performance_breaches(Thresholds(), totals) == [
+        "no requests were made: is the host up and the locustfile sending?"
+    ]
 
 
 METRICS_TEXT = """# HELP events_processed_total Handler calls that succeeded
@@ -169,16 +176,16 @@ def test_delivery_check_passes_when_every_handler_did_every_accepted_event():
         {("reserve_stock", PLACED): 105, ("send_order_confirmation", PLACED): 103, ("release_stock", CANCELLED): 7},
         dead={("send_order_confirmation", PLACED): 2},
     )
-    report = check_delivery(before, after, True, ledger_with({PLACED: 100, CANCELLED: 7}), mix,
-                            Thresholds(), 1.0)
+    report = check_delivery(before, after, True, ledger_with({PLACED: 100, CANCELLED: 7}), mix, Thresholds(), 1.0)
     assert report.breaches == []
 
 
 def test_delivery_check_names_lost_events_per_handler():
     mix = load_event_mix()
     after = snapshot_with({("reserve_stock", PLACED): 100, ("send_order_confirmation", PLACED): 97})
-    report = check_delivery(MetricsSnapshot(pending={"u": 0.0}), after, True, ledger_with({PLACED: 100}), mix,
-                            Thresholds(), 1.0)
+    report = check_delivery(
+        MetricsSnapshot(pending={"u": 0.0}), after, True, ledger_with({PLACED: 100}), mix, Thresholds(), 1.0
+    )
     assert report.breaches == [
         "lost: 3 of 100 accepted com.example.order.placed events in handler send_order_confirmation "
         "(processed 97, dead-lettered 0)"
@@ -187,16 +194,25 @@ def test_delivery_check_names_lost_events_per_handler():
 
 def test_delivery_check_flags_undrained_bus_dead_letters_and_unskipped_duplicates():
     mix = load_event_mix()
-    after = snapshot_with({("reserve_stock", PLACED): 8, ("send_order_confirmation", PLACED): 8},
-                          dead={("reserve_stock", PLACED): 2})
+    after = snapshot_with(
+        {("reserve_stock", PLACED): 8, ("send_order_confirmation", PLACED): 8}, dead={("reserve_stock", PLACED): 2}
+    )
     after.pending = {"u": 5.0}
-    report = check_delivery(MetricsSnapshot(pending={"u": 0.0}), after, False,
-                            ledger_with({PLACED: 10}, duplicates_sent=4, duplicates_reported=1), mix,
-                            Thresholds(max_dead_lettered_events=0), 3.0)
+    report = check_delivery(
+        MetricsSnapshot(pending={"u": 0.0}),
+        after,
+        False,
+        ledger_with({PLACED: 10}, duplicates_sent=4, duplicates_reported=1),
+        mix,
+        Thresholds(max_dead_lettered_events=0),
+        3.0,
+    )
     assert report.breaches[0] == "bus not drained: bus_pending_events still non-zero 3 s after the run (u=5)"
     assert any(line.startswith("still unprocessed (bus not drained): 2 of 10") for line in report.breaches)
-    assert "2 com.example.order.placed events dead-lettered by handler reserve_stock > max_dead_lettered_events 0" \
+    assert (
+        "2 com.example.order.placed events dead-lettered by handler reserve_stock > max_dead_lettered_events 0"
         in report.breaches
+    )
     assert "service took 3 of 4 deliberate duplicates as new events" in report.breaches
 
 

@@ -6,11 +6,13 @@ Prints events/s, p50 and p99 per variant and the ratios the performance targets 
 writes the same as a table for docs/performance.md. See docs/performance.md for how to read the figures.
 """
 
+# A benchmark driver: it starts the servers and tools it names itself (taskset, wrk, py-spy) by design.
+# ruff: noqa: S603, S607
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -18,7 +20,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from loadtest_kit.prometheus import MetricsSnapshot, read_metrics  # noqa: E402 
 PLACED = "com.example.order.placed"
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
-TOKEN = "bench-token"
+TOKEN = "bench-token"  # noqa: S105  (a throwaway token for a local benchmark service)
 BATCH_SIZE = 100
 
 
@@ -92,7 +93,7 @@ def wait_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before it was ready ({url})")
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310  (our own http:// URL)
                 return
         except urllib.error.HTTPError:
             return  # it answered: ready (the baseline has no GET route)
@@ -105,8 +106,14 @@ def wait_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None
 def running_server(command: list[str], ready_url: str, env: dict[str, str], cwd: Path, log: Path):
     """Start a server pinned to SERVER_CPU in its own process group; stop the group on exit, also on errors."""
     with open(log, "ab") as log_file:
-        process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], cwd=cwd, env=env, stdout=log_file,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, *command],
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_ready(ready_url, process=process)
         yield process
@@ -122,11 +129,27 @@ def running_server(command: list[str], ready_url: str, env: dict[str, str], cwd:
 
 def run_wrk(url: str, variant: Variant, seconds: float, connections: int, pause_ms: float = 0.0) -> Measurement:
     script = "cloudevents_paced.lua" if pause_ms > 0 else "cloudevents.lua"
-    command = ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(seconds, 1):g}s", "--latency",
-               "-s", script, url, "--", variant.path, str(variant.events_per_request), variant.token or "-",
-               f"{pause_ms:g}"]
-    output = subprocess.run(command, cwd=BENCH_DIR, capture_output=True, text=True, timeout=seconds + 30,
-                            check=True).stdout
+    command = [
+        "taskset",
+        "-c",
+        LOADGEN_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(seconds, 1):g}s",
+        "--latency",
+        "-s",
+        script,
+        url,
+        "--",
+        variant.path,
+        str(variant.events_per_request),
+        variant.token or "-",
+        f"{pause_ms:g}",
+    ]
+    output = subprocess.run(
+        command, cwd=BENCH_DIR, capture_output=True, text=True, timeout=seconds + 30, check=True
+    ).stdout
     return parse_wrk(output)
 
 
@@ -155,23 +178,70 @@ def server_commands(args, service_dir: Path | None) -> dict[str, tuple[list[str]
     """Per server key: command, readiness path, environment and working directory."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE_")}
     commands = {
-        "flask": ([args.python, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--log-level", "warning",
-                   "--bind", "127.0.0.1:{port}", "flask_event_app:app"], "/event", base_env, BENCH_DIR),
-        "noop": ([args.python, "-m", "uvicorn", "asgi_noop:app", "--port", "{port}", "--loop", "uvloop", "--http",
-                  "httptools", "--no-access-log", "--log-level", "warning"], "/", base_env, BENCH_DIR),
+        "flask": (
+            [
+                args.python,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "1",
+                "--worker-class",
+                "sync",
+                "--log-level",
+                "warning",
+                "--bind",
+                "127.0.0.1:{port}",
+                "flask_event_app:app",
+            ],
+            "/event",
+            base_env,
+            BENCH_DIR,
+        ),
+        "noop": (
+            [
+                args.python,
+                "-m",
+                "uvicorn",
+                "asgi_noop:app",
+                "--port",
+                "{port}",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            "/",
+            base_env,
+            BENCH_DIR,
+        ),
     }
     if service_dir is not None:
-        env = {**base_env, "PYTHONPATH": str(service_dir / "src"), "SERVICE_AUTH_TOKENS": TOKEN,
-               "SERVICE_LOG_LEVEL": "WARNING", "SERVICE_BUS_URL": "sqlite:///{workdir}/events.db"}
-        commands["service"] = ([args.service_python, "-m", args.package, "serve", "--port", "{port}"], "/readyz",
-                               env, service_dir)
+        env = {
+            **base_env,
+            "PYTHONPATH": str(service_dir / "src"),
+            "SERVICE_AUTH_TOKENS": TOKEN,
+            "SERVICE_LOG_LEVEL": "WARNING",
+            "SERVICE_BUS_URL": "sqlite:///{workdir}/events.db",
+        }
+        commands["service"] = (
+            [args.service_python, "-m", args.package, "serve", "--port", "{port}"],
+            "/readyz",
+            env,
+            service_dir,
+        )
     return commands
 
 
 def bake_service(workdir: Path) -> Path:
     """Bake the template with its defaults (the service the targets are about)."""
-    subprocess.run([sys.executable, "-m", "cookiecutter", str(REPO_ROOT), "--no-input", "-o", str(workdir)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(REPO_ROOT), "--no-input", "-o", str(workdir)],
+        check=True,
+        capture_output=True,
+    )
     return next(path for path in workdir.iterdir() if (path / "src").is_dir())
 
 
@@ -207,8 +277,9 @@ def pacing_for(url: str, variant: Variant, events_per_second: float, max_connect
     return connections, pause_ms
 
 
-def measure_at_rate(url: str, variant: Variant, events_per_second: float, seconds: float,
-                    connections: int) -> Measurement:
+def measure_at_rate(
+    url: str, variant: Variant, events_per_second: float, seconds: float, connections: int
+) -> Measurement:
     chosen, pause_ms = pacing_for(url, variant, events_per_second, connections * 4)
     return run_wrk(url, variant, seconds, chosen, pause_ms)
 
@@ -224,9 +295,11 @@ def machine_description() -> str:
         pass
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (f"{os.cpu_count()} vCPU, {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"SQLite {sqlite3.sqlite_version}, {' '.join(wrk_version[0].split()[:2]) if wrk_version else 'wrk'}; "
-            f"load average at the end {load} (other work on the machine skews every variant)")
+    return (
+        f"{os.cpu_count()} vCPU, {cpu}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {' '.join(wrk_version[0].split()[:2]) if wrk_version else 'wrk'}; "
+        f"load average at the end {load} (other work on the machine skews every variant)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,17 +309,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2, help="seconds of load before each measurement, discarded")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--half-rate", action=argparse.BooleanOptionalAction, default=True,
-                        help="also measure the service's latency at half its maximum rate")
-    parser.add_argument("--e2e-seconds", type=float, default=0,
-                        help="also run the service at half rate this long and compare accepted and processed rates")
-    parser.add_argument("--profile-seconds", type=float, default=0,
-                        help="also sample the service with py-spy this long under full single-event load")
+    parser.add_argument(
+        "--half-rate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the service's latency at half its maximum rate",
+    )
+    parser.add_argument(
+        "--e2e-seconds",
+        type=float,
+        default=0,
+        help="also run the service at half rate this long and compare accepted and processed rates",
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=0,
+        help="also sample the service with py-spy this long under full single-event load",
+    )
     parser.add_argument("--service-dir", type=Path, help="a baked project (default: bake the template now)")
     parser.add_argument("--package", default="event_service", help="import package of the baked service")
     parser.add_argument("--python", default=sys.executable, help="python for the baseline and the ceiling")
-    parser.add_argument("--service-python", default=sys.executable,
-                        help="python with the baked service's dependencies installed")
+    parser.add_argument(
+        "--service-python", default=sys.executable, help="python with the baked service's dependencies installed"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the results as a markdown table to this file")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
@@ -273,9 +359,12 @@ def main(argv: list[str] | None = None) -> int:
                         run_wrk(url, variant, args.warmup, args.connections)
                     measurement = run_wrk(url, variant, args.seconds, args.connections)
                 results[name].rounds.append(measurement)
-                print(f"round {round_number} {name}: {measurement.events_per_second(variant):,.0f} events/s, "
-                      f"p50 {measurement.p50_ms:.1f} ms, p99 {measurement.p99_ms:.1f} ms, errors {measurement.errors}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"round {round_number} {name}: {measurement.events_per_second(variant):,.0f} events/s, "
+                    f"p50 {measurement.p50_ms:.1f} ms, p99 {measurement.p99_ms:.1f} ms, errors {measurement.errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         half_rate: dict[str, tuple[float, Measurement]] = {}
         if args.half_rate:
             for name in chosen:
@@ -301,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(as_json(results, half_rate, end_to_end), indent=2) + "\n", encoding="utf-8")
         failed = [name for name, result in results.items() if any(m.errors for m in result.rounds)]
         if failed:
-            print(f"errors (non-2xx or socket errors) in: {', '.join(failed)}: see the logs of that server",
-                  file=sys.stderr)
+            print(
+                f"errors (non-2xx or socket errors) in: {', '.join(failed)}: see the logs of that server",
+                file=sys.stderr,
+            )
             return 1
     return 0
 
@@ -329,9 +420,15 @@ def run_end_to_end(commands, workdir: Path, single: Result, args) -> dict:
     accepted = after.totals["events_accepted_total"] - before.totals["events_accepted_total"]
     # wrk sends order.placed only; an event is processed once every handler of that type has done it
     processed = min(_increase(before, after, handler) for handler in after.handlers_of(PLACED))
-    return {"seconds": elapsed, "target_events_per_second": target, "wrk": measurement.__dict__,
-            "accepted_per_second": accepted / elapsed, "processed_per_second": processed / elapsed,
-            "pending_at_end": after.pending_total, "drain_seconds_after": drained_after}
+    return {
+        "seconds": elapsed,
+        "target_events_per_second": target,
+        "wrk": measurement.__dict__,
+        "accepted_per_second": accepted / elapsed,
+        "processed_per_second": processed / elapsed,
+        "pending_at_end": after.pending_total,
+        "drain_seconds_after": drained_after,
+    }
 
 
 def profile_service(commands, workdir: Path, args) -> str:
@@ -341,14 +438,46 @@ def profile_service(commands, workdir: Path, args) -> str:
     variant = VARIANTS["service-single"]
     raw = workdir / "profile.txt"
     with started(variant.server, commands, workdir) as (url, process):
-        load = subprocess.Popen(["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{args.connections}",
-                                 f"-d{args.profile_seconds + 2:g}s", "-s", "cloudevents.lua", url, "--", variant.path,
-                                 "1", TOKEN], cwd=BENCH_DIR, stdout=subprocess.DEVNULL)
+        load = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                LOADGEN_CPU,
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{args.profile_seconds + 2:g}s",
+                "-s",
+                "cloudevents.lua",
+                url,
+                "--",
+                variant.path,
+                "1",
+                TOKEN,
+            ],
+            cwd=BENCH_DIR,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1)
-            subprocess.run(["py-spy", "record", "--pid", str(process_pid(process)), "--duration",
-                            f"{args.profile_seconds:g}", "--format", "raw", "--output", str(raw), "--nonblocking"],
-                           check=True, capture_output=True, timeout=args.profile_seconds + 30)
+            subprocess.run(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(process_pid(process)),
+                    "--duration",
+                    f"{args.profile_seconds:g}",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=args.profile_seconds + 30,
+            )
         finally:
             load.wait(timeout=args.profile_seconds + 30)
     return summarize_profile(raw.read_text())
@@ -374,31 +503,41 @@ def summarize_profile(collapsed: str, top: int = 15) -> str:
             total_time[frame] = total_time.get(frame, 0) + int(count)
     if not samples:
         return "(no profile samples)"
-    lines = [f"py-spy, {samples} samples under full single-event load: functions by own time",
-             "", "| own % | total % | function |", "|---:|---:|---|"]
+    lines = [
+        f"py-spy, {samples} samples under full single-event load: functions by own time",
+        "",
+        "| own % | total % | function |",
+        "|---:|---:|---|",
+    ]
     for frame, count in sorted(self_time.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"| {100 * count / samples:.1f} | {100 * total_time[frame] / samples:.1f} | `{frame}` |")
     return "\n".join(lines)
 
 
 def _increase(before: MetricsSnapshot, after: MetricsSnapshot, handler: str) -> float:
-    return sum(after.handler_count(metric, handler, PLACED) - before.handler_count(metric, handler, PLACED)
-               for metric in ("events_processed_total", "events_dead_lettered_total"))
+    return sum(
+        after.handler_count(metric, handler, PLACED) - before.handler_count(metric, handler, PLACED)
+        for metric in ("events_processed_total", "events_dead_lettered_total")
+    )
 
 
 def render(results: dict[str, Result], half_rate, end_to_end, args, machine: str) -> str:
-    lines = [f"Machine: {machine}.",
-             f"Command: `python loadtests/bench/run_bench.py --seconds {args.seconds:g} --rounds {args.rounds} "
-             f"--connections {args.connections}`; wrk -t1 -c{args.connections}, {args.warmup:g} s warm-up discarded, "
-             f"median of {args.rounds} interleaved rounds; server on CPU {SERVER_CPU}, wrk on CPU {LOADGEN_CPU}.",
-             "",
-             "| variant | events/s | requests/s | p50 ms | p99 ms | errors |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {machine}.",
+        f"Command: `python loadtests/bench/run_bench.py --seconds {args.seconds:g} --rounds {args.rounds} "
+        f"--connections {args.connections}`; wrk -t1 -c{args.connections}, {args.warmup:g} s warm-up discarded, "
+        f"median of {args.rounds} interleaved rounds; server on CPU {SERVER_CPU}, wrk on CPU {LOADGEN_CPU}.",
+        "",
+        "| variant | events/s | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for result in results.values():
         m = result.median
-        lines.append(f"| {result.variant.name} | {m.events_per_second(result.variant):,.0f} | "
-                     f"{m.requests_per_second:,.0f} | {m.p50_ms:.1f} | {m.p99_ms:.1f} | "
-                     f"{sum(r.errors for r in result.rounds)} |")
+        lines.append(
+            f"| {result.variant.name} | {m.events_per_second(result.variant):,.0f} | "
+            f"{m.requests_per_second:,.0f} | {m.p50_ms:.1f} | {m.p99_ms:.1f} | "
+            f"{sum(r.errors for r in result.rounds)} |"
+        )
     rates = {name: r.median.events_per_second(r.variant) for name, r in results.items()}
     ratios = []
     for service in ("service-single", "service-batch"):
@@ -408,21 +547,31 @@ def render(results: dict[str, Result], half_rate, end_to_end, args, machine: str
     if ratios:
         lines += ["", "Ratios (events/s): " + ", ".join(ratios) + "."]
     for name, (target, m) in half_rate.items():
-        lines.append(f"At half the maximum ({target:,.0f} events/s asked), {name}: "
-                     f"{m.events_per_second(VARIANTS[name]):,.0f} events/s held, p50 {m.p50_ms:.1f} ms, "
-                     f"p99 {m.p99_ms:.1f} ms, errors {m.errors}.")
+        lines.append(
+            f"At half the maximum ({target:,.0f} events/s asked), {name}: "
+            f"{m.events_per_second(VARIANTS[name]):,.0f} events/s held, p50 {m.p50_ms:.1f} ms, "
+            f"p99 {m.p99_ms:.1f} ms, errors {m.errors}."
+        )
     if end_to_end:
-        lines.append(f"End to end over {end_to_end['seconds']:.0f} s at ~{end_to_end['target_events_per_second']:,.0f}"
-                     f" single events/s: accepted {end_to_end['accepted_per_second']:,.0f}/s, "
-                     f"processed by every handler {end_to_end['processed_per_second']:,.0f}/s, bus_pending_events at the end "
-                     f"{end_to_end['pending_at_end']:g}, drained {end_to_end['drain_seconds_after']:.1f} s later.")
+        lines.append(
+            f"End to end over {end_to_end['seconds']:.0f} s at ~{end_to_end['target_events_per_second']:,.0f}"
+            f" single events/s: accepted {end_to_end['accepted_per_second']:,.0f}/s, "
+            f"processed by every handler {end_to_end['processed_per_second']:,.0f}/s, bus_pending_events at the end "
+            f"{end_to_end['pending_at_end']:g}, drained {end_to_end['drain_seconds_after']:.1f} s later."
+        )
     return "\n".join(lines)
 
 
 def as_json(results, half_rate, end_to_end) -> dict:
     return {
-        "variants": {name: {"events_per_second": r.median.events_per_second(r.variant), **r.median.__dict__,
-                            "rounds": [m.__dict__ for m in r.rounds]} for name, r in results.items()},
+        "variants": {
+            name: {
+                "events_per_second": r.median.events_per_second(r.variant),
+                **r.median.__dict__,
+                "rounds": [m.__dict__ for m in r.rounds],
+            }
+            for name, r in results.items()
+        },
         "half_rate": {name: {"target": t, **m.__dict__} for name, (t, m) in half_rate.items()},
         "end_to_end": end_to_end,
     }

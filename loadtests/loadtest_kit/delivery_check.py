@@ -81,8 +81,14 @@ def check_delivery(
             dead = _increase(before, after, "events_dead_lettered_total", handler, event_type)
             lost = accepted - (processed + dead)
             report.per_handler.append(
-                {"type": event_type, "handler": handler, "accepted": accepted, "processed": processed,
-                 "dead_lettered": dead, "lost": max(lost, 0)}
+                {
+                    "type": event_type,
+                    "handler": handler,
+                    "accepted": accepted,
+                    "processed": processed,
+                    "dead_lettered": dead,
+                    "lost": max(lost, 0),
+                }
             )
             if thresholds.max_lost_events is not None and lost > thresholds.max_lost_events:
                 what = "lost" if drained else "still unprocessed (bus not drained)"
@@ -104,7 +110,9 @@ def check_delivery(
     return report
 
 
-def _check_duplicates(before: MetricsSnapshot, after: MetricsSnapshot, ledger: EventLedger, report: DeliveryReport) -> None:
+def _check_duplicates(
+    before: MetricsSnapshot, after: MetricsSnapshot, ledger: EventLedger, report: DeliveryReport
+) -> None:
     sent = ledger.total("duplicates_sent")
     skipped_in_replies = ledger.total("reported_duplicates")
     skipped_in_metrics = after.totals["events_duplicates_total"] - before.totals["events_duplicates_total"]

@@ -59,7 +59,7 @@ class EventMix:
         self.kinds = kinds
         self.ordering_keys = ordering_keys
         self._weights = [kind.weight for kind in kinds]
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311  (test data, not secrets)
 
     @property
     def types(self) -> list[str]:

@@ -22,7 +22,7 @@ from locust.runners import WorkerRunner
 from . import run_state
 from .delivery_check import check_delivery, wait_until_drained
 from .options import add_options
-from .prometheus import MetricsSnapshot, read_metrics
+from .prometheus import MetricsSnapshot
 from .thresholds import RunTotals, Thresholds, load_thresholds, performance_breaches
 
 EXIT_PASSED = 0
@@ -84,9 +84,15 @@ class Gate:
                 except OSError as error:
                     delivery.append(f"cannot read metrics after the run from {', '.join(self.metrics_urls)}: {error}")
                 else:
-                    report = check_delivery(self.before, after, drained, run_state.ledger,
-                                            run_state.event_mix(environment.parsed_options), self.thresholds,
-                                            self.thresholds.drain_timeout_seconds)
+                    report = check_delivery(
+                        self.before,
+                        after,
+                        drained,
+                        run_state.ledger,
+                        run_state.event_mix(environment.parsed_options),
+                        self.thresholds,
+                        self.thresholds.drain_timeout_seconds,
+                    )
                     delivery, notes, per_handler = report.breaches, report.notes, report.per_handler
         if self.before_note:
             notes.append(self.before_note)
@@ -99,8 +105,9 @@ class Gate:
         environment.process_exit_code = code
         _print_verdict(totals, performance + delivery, notes, code)
         if environment.parsed_options.gate_report:
-            _write_report(environment.parsed_options.gate_report, code, totals, performance, delivery, notes,
-                          per_handler)
+            _write_report(
+                environment.parsed_options.gate_report, code, totals, performance, delivery, notes, per_handler
+            )
 
 
 def _run_totals(environment) -> RunTotals:
@@ -133,8 +140,15 @@ def _print_verdict(totals: RunTotals, breaches: list[str], notes: list[str], cod
     out.flush()
 
 
-def _write_report(path: str, code: int, totals: RunTotals, performance: list[str], delivery: list[str],
-                  notes: list[str], per_handler: list[dict]) -> None:
+def _write_report(
+    path: str,
+    code: int,
+    totals: RunTotals,
+    performance: list[str],
+    delivery: list[str],
+    notes: list[str],
+    per_handler: list[dict],
+) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     document = {

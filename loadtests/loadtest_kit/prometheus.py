@@ -62,7 +62,9 @@ def read_metrics(urls: list[str], timeout: float = 5.0, headers: dict[str, str] 
     """Fetch every URL and sum their counters; an unreachable instance raises (the check can't vouch for it)."""
     snapshot = MetricsSnapshot()
     for url in urls:
-        request = urllib.request.Request(url, headers=headers or {})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"metrics URL must be http(s): {url}")
+        request = urllib.request.Request(url, headers=headers or {})  # noqa: S310  (scheme checked above)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             parse_metrics(response.read().decode("utf-8", "replace"), snapshot, url)
     return snapshot

@@ -42,7 +42,9 @@ def load_thresholds(path: Path | str | None, overrides: dict[str, float | None])
             raise ThresholdsError(f"{path}: {error}") from error
         unknown = sorted(set(values) - set(Thresholds.names()))
         if unknown:
-            raise ThresholdsError(f"{path}: unknown threshold(s) {', '.join(unknown)}; known: {', '.join(Thresholds.names())}")
+            raise ThresholdsError(
+                f"{path}: unknown threshold(s) {', '.join(unknown)}; known: {', '.join(Thresholds.names())}"
+            )
     values.update({name: value for name, value in overrides.items() if value is not None})
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -82,7 +84,10 @@ def performance_breaches(thresholds: Thresholds, totals: RunTotals) -> list[str]
             f"failure ratio {failure_ratio:.4f} ({totals.failures} of {totals.requests} requests) "
             f"> max_failure_ratio {thresholds.max_failure_ratio:g}"
         )
-    if thresholds.min_requests_per_second is not None and totals.requests_per_second < thresholds.min_requests_per_second:
+    if (
+        thresholds.min_requests_per_second is not None
+        and totals.requests_per_second < thresholds.min_requests_per_second
+    ):
         breaches.append(
             f"throughput {totals.requests_per_second:.1f} requests/s "
             f"< min_requests_per_second {thresholds.min_requests_per_second:g}"
