@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -239,3 +240,12 @@ def test_ledger_reports_move_from_workers_to_master():
 def test_load_shapes_over_a_run(shape, expected):
     # users at 0 %, 20 %, ... 80 % (plus a hair) of a 100 s run peaking at 10 users
     assert [users_at(shape, elapsed, 100, 10, steps=5) for elapsed in (0.01, 20.01, 40.01, 60.01, 80.01)] == expected
+
+
+def test_copied_loadtests_pass_the_bakes_own_lint(bake_project, baked_python):
+    # a bake's `make lint` runs ruff over the whole project, loadtests/ included, with the bake's rules
+    project = bake_project()
+    ruff = Path(baked_python).parent / "ruff"
+    for command in ([str(ruff), "check", "loadtests"], [str(ruff), "format", "--check", "loadtests"]):
+        result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
