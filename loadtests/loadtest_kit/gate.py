@@ -48,7 +48,8 @@ class Gate:
         self.thresholds = load_thresholds(options.thresholds or None, overrides)
         run_state.event_mix(options)  # a broken mix file should stop the run before it starts
         if not options.no_delivery_check:
-            urls = [url.strip() for url in options.metrics_url.split(",") if url.strip()]
+            # each instance once: a URL given twice would count its events twice
+            urls = list(dict.fromkeys(url.strip() for url in options.metrics_url.split(",") if url.strip()))
             if not urls and environment.host:
                 urls = [environment.host.rstrip("/") + "/metrics"]
             self.metrics_urls = urls
@@ -64,7 +65,7 @@ class Gate:
                     f"the bus still had {self.before.pending_total:g} pending events before the run: their "
                     "processing is counted as this run's, which can hide losses"
                 )
-        except OSError as error:
+        except (OSError, ValueError) as error:
             self.before_error = f"cannot read metrics before the run from {', '.join(self.metrics_urls)}: {error}"
             logger.error(self.before_error)
 
@@ -81,7 +82,7 @@ class Gate:
             else:
                 try:
                     after, drained = wait_until_drained(self.metrics_urls, self.thresholds.drain_timeout_seconds)
-                except OSError as error:
+                except (OSError, ValueError) as error:
                     delivery.append(f"cannot read metrics after the run from {', '.join(self.metrics_urls)}: {error}")
                 else:
                     report = check_delivery(
