@@ -11,19 +11,18 @@ from collections.abc import Sequence
 
 import httpx
 
-from .. import __version__
+from .. import __summary__, __version__
 from ..handlers import registry
 from .logs import configure_logging
 from .service import Service
 from .settings import Settings, SettingsError, load_settings
 
 PROG = "{{ cookiecutter.project_slug }}"
+SUMMARY = __summary__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="{{ cookiecutter.description }}"
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=SUMMARY)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

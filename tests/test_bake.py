@@ -1,0 +1,128 @@
+"""Real cookiecutter bakes of every supported option set: they succeed, render fully and carry the right files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from support import REPO_ROOT, TEMPLATE_DIR, bake, options_id, text_files
+
+# each option changed at least once from its default
+OPTION_SETS: list[dict[str, str]] = [
+    {},
+    {"ci": "jenkins"},
+    {"ci": "both"},
+    {"python_version": "3.12", "license": "Apache-2.0"},
+    {"python_version": "3.13", "license": "Proprietary"},
+    {"project_name": "Acme Billing Events", "package_name": "acme_billing", "author_name": "Acme Ops",
+     "author_email": "ops@acme.test", "description": "Billing events for \"Acme\" & co",
+     "container_registry": "registry.acme.test:5000/platform"},
+]
+LEFTOVER = re.compile(r"\{\{\s*cookiecutter|\{%-?\s|cookiecutter\.")
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=options_id)
+def test_a_bake_renders_every_file_completely(tmp_path: Path, options: dict[str, str]) -> None:
+    project = bake(tmp_path, **options)
+    leftovers = [
+        f"{path.relative_to(project)}:{number}"
+        for path in text_files(project)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        # GitHub expressions ${{ }} are the workflows' own syntax, not Jinja
+        if LEFTOVER.search(line.replace("${{", ""))
+    ]
+    assert leftovers == []
+
+
+def test_the_default_bake_is_the_event_service(tmp_path: Path) -> None:
+    project = bake(tmp_path)
+    assert project.name == "event-service"
+    assert (project / "src" / "event_service" / "handlers" / "orders.py").is_file()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'name = "event-service"' in pyproject
+    assert 'event-service = "event_service.runtime.cli:main"' in pyproject
+
+
+def test_custom_names_reach_package_script_and_image(tmp_path: Path) -> None:
+    project = bake(tmp_path, project_name="Acme Billing Events", package_name="acme_billing",
+                   container_registry="registry.acme.test:5000/platform")
+    assert project.name == "acme-billing-events"
+    assert (project / "src" / "acme_billing" / "runtime" / "cli.py").is_file()
+    assert not (project / "src" / "event_service").exists()
+    assert "REGISTRY := registry.acme.test:5000/platform" in (project / "Makefile").read_text()
+
+
+@pytest.mark.parametrize(
+    ("license_choice", "phrase"),
+    [("MIT", "MIT License"), ("Apache-2.0", "Apache License, Version 2.0"), ("Proprietary", "All rights reserved")],
+)
+def test_the_license_file_follows_the_choice(tmp_path: Path, license_choice: str, phrase: str) -> None:
+    assert phrase in (bake(tmp_path, license=license_choice) / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize(
+    ("ci", "present", "absent"),
+    [
+        ("github", [".github/workflows"], ["Jenkinsfile", "jenkins"]),
+        ("jenkins", ["Jenkinsfile", "jenkins"], [".github"]),
+        ("both", [".github/workflows", "Jenkinsfile", "jenkins"], []),
+    ],
+)
+def test_only_the_chosen_pipelines_are_baked(tmp_path: Path, ci: str, present: list[str], absent: list[str]) -> None:
+    if not (REPO_ROOT / "pipelines").is_dir():
+        pytest.skip("pipelines/ has not landed yet")
+    project = bake(tmp_path, ci=ci)
+    assert [name for name in present if not (project / name).exists()] == []
+    assert [name for name in absent if (project / name).exists()] == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"project_slug": "Bad Slug"}, "project_slug: 'Bad Slug' must be lower case"),
+        ({"package_name": "import"}, "package_name: 'import' is a Python keyword"),
+        ({"package_name": "Upper"}, "package_name: 'Upper' must be a lower case Python identifier"),
+        ({"project_name": " ", "project_slug": "x", "package_name": "x"}, "project_name: must not be empty"),
+        ({"author_email": "not-an-email"}, "author_email: 'not-an-email' is not an e-mail address"),
+    ],
+)
+def test_bad_options_stop_the_bake_with_a_line_naming_the_field(
+    tmp_path: Path, options: dict[str, str], message: str
+) -> None:
+    command = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR), "--no-input", "-o", str(tmp_path)]
+    command += [f"{key}={value}" for key, value in options.items()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left behind
+
+
+def test_a_bad_option_through_the_python_api_raises_the_hook_failure(tmp_path: Path) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, package_name="def")
+
+
+def test_the_root_entry_and_the_directory_form_bake_the_same_project(tmp_path: Path) -> None:
+    root = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(REPO_ROOT), "--no-input", "-o", str(tmp_path / "root")],
+        capture_output=True, text=True, timeout=60,
+    )
+    directory = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(REPO_ROOT), "--directory", "template", "--no-input",
+         "-o", str(tmp_path / "dir"), "ci=both"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert root.returncode == 0, root.stderr
+    assert directory.returncode == 0, directory.stderr
+    assert (tmp_path / "root" / "event-service" / "pyproject.toml").is_file()
+    assert (tmp_path / "dir" / "event-service" / "pyproject.toml").is_file()
+
+
+def test_the_root_cookiecutter_json_points_at_template() -> None:
+    entries = json.loads((REPO_ROOT / "cookiecutter.json").read_text())["templates"]
+    assert [entry["path"] for entry in entries.values()] == ["./template"]
