@@ -242,6 +242,7 @@ def test_load_shapes_over_a_run(shape, expected):
     assert [users_at(shape, elapsed, 100, 10, steps=5) for elapsed in (0.01, 20.01, 40.01, 60.01, 80.01)] == expected
 
 
+@pytest.mark.slow  # needs the session's baked venv (its ruff), built once in about a minute
 def test_copied_loadtests_pass_the_bakes_own_lint(bake_project, baked_python):
     # a bake's `make lint` runs ruff over the whole project, loadtests/ included, with the bake's rules
     project = bake_project()
