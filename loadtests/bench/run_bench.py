@@ -249,8 +249,9 @@ def bake_service(workdir: Path) -> Path:
 def started(key: str, commands, workdir: Path):
     command, ready_path, env, cwd = commands[key]
     port = free_port()
-    command = [part.format(port=port) for part in command]
-    env = {name: value.format(workdir=workdir) for name, value in env.items()}
+    command = [part.replace("{port}", str(port)) for part in command]
+    # replace, not str.format: inherited variables (MAKEFLAGS...) may hold braces
+    env = {name: value.replace("{workdir}", str(workdir)) for name, value in env.items()}
     if key == "service":  # a fresh store per start: each round measures the same empty-database case
         for leftover in workdir.glob("events.db*"):
             leftover.unlink()
