@@ -136,7 +136,7 @@ class DeployProject:
         started = time.monotonic()
         result = subprocess.run(
             ["make", "--no-print-directory", "-f", "ansible/deploy.mk", target, f"ENV={ENVIRONMENT}", *args],
-            cwd=self.root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+            check=False, cwd=self.root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
         )
         return PlaybookRun(result.returncode, result.stdout, time.monotonic() - started)
 
