@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import threading
 
 import msgspec
 
@@ -181,3 +182,21 @@ async def test_a_handler_publishes_follow_up_events_through_its_context(
     assert data.n == 2
     assert context.event.extensions["causationid"] == ping["id"]
     assert context.event.subject == "k"
+
+
+async def test_a_sync_handler_runs_in_a_worker_thread_not_on_the_event_loop(
+    bus_url: str, event_factory: EventFactory
+) -> None:
+    threads: list[str] = []
+
+    def blocking(data: Ping, context: HandlerContext) -> int:
+        threads.append(threading.current_thread().name)
+        return data.n
+
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="blocking")(blocking)
+    async with BusHarness(registry, bus_url=bus_url) as bus:
+        await bus.publish(event_factory.event(PING, {"n": 1}))
+        await bus.drain()
+    assert len(threads) == 1
+    assert threads[0] != threading.main_thread().name
