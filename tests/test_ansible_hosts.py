@@ -2,7 +2,7 @@
 booted with systemd-nspawn in its own network namespace, reached over SSH (see tests/hosts/network.py).
 
 The tests share one bake and one set of hosts (module scope) and run in order, each checking the state it starts
-from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0) -> broken release (0.3.0) rolled back -> named
+from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0+g...) -> broken release (0.3.0) rolled back -> named
 rollback to 0.1.0. Cost here: ~1 min the first time the Debian root is built, then ~6-8 min for the module.
 """
 
@@ -27,7 +27,8 @@ from support import bake
 pytestmark = [pytest.mark.slow, pytest.mark.hosts]
 
 BALANCER, SERVICE_HOSTS = "ces-lb", ["ces-app1", "ces-app2"]
-FIRST, UPGRADE, BROKEN = "0.1.0", "0.2.0", "0.3.0"
+# The upgrade carries a local label like the release versions `make build` stamps (`<version>+g<commit>`).
+FIRST, UPGRADE, BROKEN = "0.1.0", "0.2.0+g0123456789ab", "0.3.0"
 SLUG = "event-service"
 SERVICE_PORT, BALANCER_PORT = 8000, 80
 BUS_DB = f"/var/lib/{SLUG}/events.db"
