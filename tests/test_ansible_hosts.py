@@ -3,7 +3,8 @@ booted with systemd-nspawn in its own network namespace, reached over SSH (see t
 
 The tests share one bake and one set of hosts (module scope) and run in order, each checking the state it starts
 from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0+g...) -> broken release (0.3.0) rolled back -> named
-rollback to 0.1.0. Cost here: ~1 min the first time the Debian root is built, then ~6-8 min for the module.
+rollback to 0.1.0. Cost on this 2-core machine under other suites' load: ~9 min for the module (figures in
+docs/deploy.md), plus ~160 s once to build the cached Debian root.
 """
 
 from __future__ import annotations
