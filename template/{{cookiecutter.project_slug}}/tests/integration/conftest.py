@@ -36,6 +36,12 @@ def redis_bus_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     delete_keys(prefix)
 
 
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test Redis, with SERVICE_REDIS_KEY_PREFIX set to a prefix of this test's own."""
+    yield from redis_bus_url(request, monkeypatch)
+
+
 def delete_keys(prefix: str) -> None:
     """Remove every key a test wrote under its prefix."""
     import redis
