@@ -37,6 +37,7 @@ AckItem = tuple[int, str, str, int]  # partition, handler, entry id, 1 when it w
 LaneId = tuple[int, str]
 
 READ_BATCH = 256  # entries read per partition and handler at a time; also the most buffered per lane
+READ_EVERY_SECONDS = 0.05  # while enough is buffered, read new entries at most this often
 TRIM_EVERY_SECONDS = 5.0
 PAGE = 1000
 
@@ -79,6 +80,7 @@ class RedisBus:
         self._closing = False
         self._maintenance: asyncio.Task[None] | None = None
         self._last_trim = 0.0
+        self._last_read = 0.0
         self._rotation = 0
         self._work = asyncio.Event()
 
@@ -313,6 +315,13 @@ class RedisBus:
                 return
 
     async def _read_new(self) -> None:
+        # under load the worker claims after every finished delivery: read only when the lanes run low or the
+        # last read is a poll interval old, not once per delivery
+        buffered = sum(lane.waiting for lane in self._lanes.values())
+        now = time.monotonic()
+        if buffered >= READ_BATCH and now - self._last_read < READ_EVERY_SECONDS:
+            return
+        self._last_read = now
         wanted: dict[str, dict[str, str]] = {}
         for (partition, handler), lane in self._lanes.items():
             if partition not in self._releasing and lane.waiting < READ_BATCH:

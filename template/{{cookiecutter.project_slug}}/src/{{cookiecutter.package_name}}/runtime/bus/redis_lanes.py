@@ -40,26 +40,26 @@ class Lane:
     partition: int
     handler: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    in_flight: int = 0  # kept as a count: claim asks for it on every lane, every round
 
     def add(self, entry: Entry) -> None:
         if entry.entry_id in self.entries:
             return
         last = next(reversed(self.entries), None)
         self.entries[entry.entry_id] = entry
+        self.in_flight += entry.in_flight
         if last is not None and stream_order(entry.entry_id) < stream_order(last):
             # a pending entry claimed from an earlier owner is older than what was read: keep stream order
             self.entries = dict(sorted(self.entries.items(), key=lambda item: stream_order(item[0])))
 
     @property
-    def in_flight(self) -> int:
-        return sum(1 for entry in self.entries.values() if entry.in_flight)
-
-    @property
     def waiting(self) -> int:
-        return sum(1 for entry in self.entries.values() if not entry.in_flight)
+        return len(self.entries) - self.in_flight
 
     def take_due(self, now: float, limit: int) -> Iterator[Entry]:
         """Mark up to `limit` entries in flight: due, and no earlier entry of their key still open."""
+        if limit <= 0 or self.waiting == 0:
+            return
         held_keys: set[str] = set()
         taken = 0
         for entry in list(self.entries.values()):
@@ -72,15 +72,20 @@ class Lane:
                 held_keys.add(entry.key)  # this entry is open: later ones of its key wait for it
             if runnable:
                 entry.in_flight = True
+                self.in_flight += 1
                 taken += 1
                 yield entry
 
     def finish(self, entry_id: str) -> None:
-        self.entries.pop(entry_id, None)
+        entry = self.entries.pop(entry_id, None)
+        if entry is not None and entry.in_flight:
+            self.in_flight -= 1
 
     def reschedule(self, entry_id: str, attempts: int, due_at: float) -> None:
         entry = self.entries.get(entry_id)
         if entry is not None:
+            if entry.in_flight:
+                self.in_flight -= 1
             entry.attempts, entry.due_at, entry.in_flight = attempts, due_at, False
 
 
