@@ -18,7 +18,11 @@ from ..settings import Settings
 from .base import DeadLetter, Delivery, NewEvent
 from .store_thread import StoreThread
 
-PENDING, CLAIMED, DEAD = 0, 1, 3
+# A delivery is WAITING behind an earlier open delivery of the same handler and ordering key, or READY (the head
+# of its queue: claimable once due), CLAIMED by a process under a lease, or DEAD (dead-lettered). Only heads are
+# READY, so a claim reads heads in event order and never scans the backlog behind them.
+WAITING, CLAIMED, DEAD, READY = 0, 1, 3, 4
+OPEN_STATES = (WAITING, CLAIMED, READY)
 PURGE_EVERY_SECONDS = 60.0
 
 SCHEMA = """
@@ -45,21 +49,42 @@ CREATE TABLE IF NOT EXISTS deliveries (
     finished_at REAL,
     PRIMARY KEY (event_seq, handler)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, due_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_key, event_seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, event_seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_key, state, event_seq);
 """
 
-# A delivery is due when no earlier delivery of the same handler and ordering key is still open.
 CLAIMABLE = """
 SELECT d.event_seq, d.handler, d.attempts, e.body
 FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq
-WHERE d.state = 0 AND d.due_at <= ?1
-  AND (d.ordering_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM deliveries AS p
-        WHERE p.handler = d.handler AND p.ordering_key = d.ordering_key
-          AND p.event_seq < d.event_seq AND p.state IN (0, 1)))
+WHERE d.state = 4 AND d.due_at <= ?1
 ORDER BY d.event_seq
 LIMIT ?2
+"""
+
+# the queue of (handler, key) holds an open delivery already: the new one waits behind it
+HAS_OPEN = """
+SELECT 1 FROM deliveries WHERE handler = ? AND ordering_key = ? AND state IN (0, 1, 4) LIMIT 1
+"""
+
+# the next delivery of a (handler, key) queue becomes its head
+PROMOTE_NEXT = """
+UPDATE deliveries SET state = 4
+WHERE (event_seq, handler) = (
+    SELECT event_seq, handler FROM deliveries
+    WHERE handler = ?1 AND ordering_key = ?2 AND state = 0 ORDER BY event_seq LIMIT 1)
+  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE handler = ?1 AND ordering_key = ?2 AND state IN (1, 4))
+"""
+
+# after a replay, or on a store written by an older release: every queue without a head gets its first one
+REPAIR_HEADS = """
+UPDATE deliveries SET state = 4
+WHERE state = 0 AND (
+    ordering_key IS NULL OR (
+        NOT EXISTS (SELECT 1 FROM deliveries AS p WHERE p.handler = deliveries.handler
+                    AND p.ordering_key = deliveries.ordering_key AND p.state IN (1, 4))
+        AND NOT EXISTS (SELECT 1 FROM deliveries AS q WHERE q.handler = deliveries.handler
+                        AND q.ordering_key = deliveries.ordering_key AND q.state = 0
+                        AND q.event_seq < deliveries.event_seq)))
 """
 
 
@@ -103,6 +128,7 @@ class SQLiteBus:
         # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         connection.executescript(SCHEMA)
+        connection.execute(REPAIR_HEADS)
         return connection
 
     async def open(self) -> None:
@@ -124,7 +150,8 @@ class SQLiteBus:
     async def claim(self, limit: int) -> list[Delivery]:
         now = time.time()
         purge_before = None
-        if now - self._last_purge > PURGE_EVERY_SECONDS:
+        # purge at least twice per retention window, so a short window is honoured closely
+        if now - self._last_purge > min(PURGE_EVERY_SECONDS, self._retention / 2):
             self._last_purge = now
             purge_before = now - self._retention
         return await self._store.call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)
@@ -183,9 +210,12 @@ def _append(connection: sqlite3.Connection, events: Sequence[NewEvent], now: flo
             continue
         seq = cursor.lastrowid
         key = event.ordering_key
+        rows = []
+        for handler in new.handlers:
+            behind = key is not None and connection.execute(HAS_OPEN, (handler, key)).fetchone() is not None
+            rows.append((seq, handler, key, WAITING if behind else READY, now))
         connection.executemany(
-            "INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at) VALUES (?, ?, ?, 0, ?)",
-            [(seq, handler, key, now) for handler in new.handlers],
+            "INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at) VALUES (?, ?, ?, ?, ?)", rows
         )
         positions.append(seq)
     return positions
@@ -199,9 +229,9 @@ def _claim(
     lease_until: float,
     purge_before: float | None,
 ) -> list[Delivery]:
-    # a lease that ran out belongs to a process that died or hung: its deliveries are due again
+    # a lease that ran out belongs to a process that died or hung: its deliveries are heads again
     connection.execute(
-        "UPDATE deliveries SET state = 0, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_until < ?",
+        "UPDATE deliveries SET state = 4, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_until < ?",
         (now,),
     )
     if purge_before is not None:
@@ -221,12 +251,23 @@ def _claim(
 
 
 def _complete(connection: sqlite3.Connection, seq: int, handler: str) -> None:
+    key = _ordering_key(connection, seq, handler)
     connection.execute("DELETE FROM deliveries WHERE event_seq = ? AND handler = ?", (seq, handler))
+    if key is not None:
+        connection.execute(PROMOTE_NEXT, (handler, key))
+
+
+def _ordering_key(connection: sqlite3.Connection, seq: int, handler: str) -> str | None:
+    row = connection.execute(
+        "SELECT ordering_key FROM deliveries WHERE event_seq = ? AND handler = ?", (seq, handler)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, due_at: float, error: str) -> None:
     connection.execute(
-        "UPDATE deliveries SET state = 0, attempts = ?, due_at = ?, last_error = ?, lease_owner = NULL, "
+        # stays the head of its queue, so later events of its key wait for it
+        "UPDATE deliveries SET state = 4, attempts = ?, due_at = ?, last_error = ?, lease_owner = NULL, "
         "lease_until = NULL WHERE event_seq = ? AND handler = ?",
         (attempts, due_at, error, seq, handler),
     )
@@ -238,6 +279,9 @@ def _dead_letter(connection: sqlite3.Connection, seq: int, handler: str, attempt
         "lease_until = NULL WHERE event_seq = ? AND handler = ?",
         (attempts, error, now, seq, handler),
     )
+    key = _ordering_key(connection, seq, handler)
+    if key is not None:
+        connection.execute(PROMOTE_NEXT, (handler, key))
 
 
 def _dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
@@ -260,18 +304,20 @@ def _replay(connection: sqlite3.Connection, event_ids: list[str] | None, now: fl
             f"(SELECT seq FROM events WHERE id IN ({marks}))",
             (now, *event_ids),
         )
-    return cursor.rowcount
+    replayed = cursor.rowcount
+    connection.execute(REPAIR_HEADS)
+    return replayed
 
 
 def _release(connection: sqlite3.Connection, owner: str) -> None:
     connection.execute(
-        "UPDATE deliveries SET state = 0, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_owner = ?",
+        "UPDATE deliveries SET state = 4, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_owner = ?",
         (owner,),
     )
 
 
 def _pending_count(connection: sqlite3.Connection) -> int:
-    row = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1)").fetchone()
+    row = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1, 4)").fetchone()
     return int(row[0])
 
 

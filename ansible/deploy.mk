@@ -1,0 +1,33 @@
+# Deployment targets, included by the project's Makefile (`include $(wildcard ansible/*.mk ...)`).
+#   make deploy ENV=staging                rolling, health-gated deploy of deploy/environments/staging.yml
+#   make rollback ENV=staging [RELEASE=v]  back to the previous release, or to release v
+#   make verify ENV=staging                smoke checks: every host ready on the version git names
+#   make drift ENV=staging                 --check --diff; exits non-zero when a host differs from git
+#   make promote ENV=production VERSION=v  writes v into deploy/environments/production.yml (commit it)
+# ANSIBLE_ARGS passes more options to ansible-playbook (e.g. --ask-vault-pass, --limit).
+
+# This file's folder, so the targets work whatever the including Makefile's directory layout.
+DEPLOY_ANSIBLE_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+ENV ?= staging
+ANSIBLE_PLAYBOOK ?= ansible-playbook
+ANSIBLE_ARGS ?=
+DEPLOY_INVENTORY = $(DEPLOY_ANSIBLE_DIR)/inventories/$(ENV)/hosts.yml
+DEPLOY_PLAYBOOK_RUN = ANSIBLE_CONFIG=$(DEPLOY_ANSIBLE_DIR)/ansible.cfg $(ANSIBLE_PLAYBOOK) -i $(DEPLOY_INVENTORY)
+
+.PHONY: deploy rollback verify drift promote
+
+deploy: ## Roll out the version git names for ENV, one host at a time
+	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/deploy.yml $(ANSIBLE_ARGS)
+
+rollback: ## Switch ENV back to the previous release (or RELEASE=<version>)
+	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/rollback.yml $(if $(RELEASE),-e service_rollback_release=$(RELEASE)) $(ANSIBLE_ARGS)
+
+verify: ## Smoke-check ENV: every host ready on the version git names
+	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/verify.yml $(ANSIBLE_ARGS)
+
+drift: ## Fail when a host of ENV differs from git (ansible --check --diff)
+	ANSIBLE_CONFIG=$(DEPLOY_ANSIBLE_DIR)/ansible.cfg ANSIBLE_PLAYBOOK="$(ANSIBLE_PLAYBOOK)" \
+		sh $(DEPLOY_ANSIBLE_DIR)/bin/check-drift.sh $(DEPLOY_INVENTORY) $(DEPLOY_ANSIBLE_DIR)/deploy.yml $(ANSIBLE_ARGS)
+
+promote: ## Set the version git wants in ENV: make promote ENV=<env> VERSION=<version>
+	sh $(DEPLOY_ANSIBLE_DIR)/bin/promote.sh "$(DEPLOY_ANSIBLE_DIR)/../deploy/environments/$(ENV).yml" "$(VERSION)"

@@ -1,0 +1,11 @@
+"""Batches only: --batch-size events per request in batched content mode, the event mix of event-mix.json."""
+
+from loadtest_kit import (
+    gate,  # noqa: F401  (registers the options and the release gate)
+    users,
+)
+from loadtest_kit.shapes import NamedShape  # noqa: F401  (--shape constant|ramp|step|spike|soak)
+
+
+class Batches(users.BatchEventUser):
+    pass

@@ -1,0 +1,1 @@
+"""Shared code of the load-test locustfiles: event generation, users, load shapes and the release gate."""

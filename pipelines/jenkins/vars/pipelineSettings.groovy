@@ -1,0 +1,31 @@
+// The settings of eventServicePipeline: its defaults, overridden by what the Jenkinsfile passes.
+// One place for every name a Jenkins administrator has to create (credentials, agent label, lock names).
+Map call(Map overrides = [:]) {
+    Map defaults = [
+        // Label of the agents that run the stages; they need make, Python, git and a container builder.
+        agentLabel: 'linux',
+        // Branch that deploys; any other branch runs Checks and Build only (the pull-request pipeline).
+        defaultBranch: 'main',
+        // Jenkins credential ids (see docs/pipelines.md).
+        registryCredentialsId: 'container-registry',     // username + password (or token) of the registry
+        sshCredentialsId: 'ansible-ssh-key',             // SSH private key Ansible logs in to the hosts with
+        vaultCredentialsId: 'ansible-vault-password',    // secret file: the Ansible vault password
+        gitCredentialsId: 'git-push',                    // username + token allowed to push the promotion commit
+        // URL of staging; the load gate targets it. Empty: `make loadtest` refuses, and main's build fails loudly.
+        stagingUrl: '',
+        // Users or groups allowed to approve the production deploy (comma-separated); empty = anyone with Build.
+        approvers: '',
+        approvalTimeoutHours: 24,
+        // Lockable Resources names: one deploy per environment at a time.
+        lockPrefix: 'event-service-deploy',
+        driftSchedule: 'H 5 * * *',
+        junitReports: 'reports/junit*.xml',
+        testReports: 'reports/**',
+        loadtestReports: 'reports/loadtest/**',
+    ]
+    Map unknown = overrides.findAll { key, value -> !defaults.containsKey(key) }
+    if (unknown) {
+        error("eventServicePipeline: unknown settings ${unknown.keySet()}; known: ${defaults.keySet()}")
+    }
+    return defaults + overrides
+}

@@ -1,0 +1,60 @@
+"""The README's quickstart, run as a new user would: a new virtualenv, an empty HOME, nothing else."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import venv
+from pathlib import Path
+
+import httpx
+import pytest
+from support import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+README_REPO_URL = "https://github.com/example-org/cookiecutter-event-service"
+
+
+def quickstart_commands() -> list[str]:
+    """The shell commands of the README's Quickstart section, in order."""
+    section = REPO_ROOT.joinpath("README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+def test_the_quickstart_has_two_commands_bake_and_run_then_test() -> None:
+    bake_and_run, run_tests = quickstart_commands()
+    assert "cookiecutter" in bake_and_run and "serve" in bake_and_run
+    assert run_tests.endswith("tox")
+    assert "tox" in REPO_ROOT.joinpath(".ci", "run").read_text()
+
+
+def test_the_first_quickstart_command_bakes_and_serves_from_a_new_venv(tmp_path: Path) -> None:
+    bake_and_run = quickstart_commands()[0].replace(README_REPO_URL, str(REPO_ROOT))
+    port = free_port()
+    home = tmp_path / "home"
+    home.mkdir()
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    environment = {"HOME": str(home), "PATH": f"{env_dir / 'bin'}{os.pathsep}/usr/bin:/bin", "LANG": "C.UTF-8"}
+    log = (tmp_path / "quickstart.log").open("w")
+    process = subprocess.Popen(["bash", "-c", f"{bake_and_run} --port {port}"], cwd=tmp_path, env=environment,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        ready = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert ready is not None and ready.status_code == 200, (tmp_path / "quickstart.log").read_text()[-3000:]
+        assert (tmp_path / "var" / "events.db").is_file()  # the embedded bus, relative to where it runs
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
