@@ -115,7 +115,7 @@ class RedisBus:
                 if self._owned:
                     await self._release_script(keys=[self._key("lease", p) for p in self._owned], args=[self._owner])
                 await self._client.zrem(self._key("consumers"), self._owner)
-        except Exception:
+        except Exception:  # noqa: BLE001 - closing must not fail; unreleased leases lapse on their own
             log.warning("redis_release_failed", detail="leases lapse on their own after SERVICE_LEASE_SECONDS")
         finally:
             self._owned.clear()
@@ -406,9 +406,7 @@ class RedisBus:
             await asyncio.sleep(self._tick_seconds)
             try:
                 await self._tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - Redis may come back: keep ticking, /readyz reports it
                 log.warning("redis_maintenance_failed", error=f"{type(error).__name__}: {error}")
 
     async def _tick(self) -> None:
