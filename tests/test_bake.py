@@ -16,6 +16,7 @@ from support import REPO_ROOT, TEMPLATE_DIR, bake, options_id, text_files
 OPTION_SETS: list[dict[str, str]] = [
     {},
     {"ci": "jenkins"},
+    {"event_bus": "redis"},
     {"ci": "both"},
     {"python_version": "3.12", "license": "Apache-2.0"},
     {"python_version": "3.13", "license": "Proprietary"},
