@@ -7,6 +7,7 @@ run that crashed earlier) removes exactly what the tests made and nothing else.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -23,6 +24,10 @@ BRIDGE = "ces-br0"
 SUBNET = "10.231.0"
 BRIDGE_ADDRESS = f"{SUBNET}.1"
 BOOT_TIMEOUT_SECONDS = 90
+# One set of test hosts per machine: a second test run (another checkout, CI) waits for the first to finish
+# instead of tearing its hosts down, since both use the same names and addresses.
+HOSTS_LOCK = CACHE_DIR / "hosts.lock"
+LOCK_WAIT_SECONDS = 1500
 STOP_TIMEOUT_SECONDS = 20
 
 
@@ -77,12 +82,14 @@ class HostNetwork:
 
     def __init__(self, host_names: list[str], key: Path, first_address: int = 10) -> None:
         self.key = key
+        self._lock_file: int | None = None
         self.hosts = [
             SystemdHost(name, f"{SUBNET}.{first_address + index}", HOSTS_DIR / name, HOSTS_DIR / f"{name}.log")
             for index, name in enumerate(host_names)
         ]
 
     def __enter__(self) -> HostNetwork:
+        self._lock_file = _acquire_hosts_lock()
         try:
             remove_leftovers()
             cached_root = ensure_cached_root()
@@ -167,6 +174,24 @@ class HostNetwork:
     def close(self) -> None:
         stop_hosts({host.name: host.process for host in self.hosts})
         remove_leftovers()
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing releases the lock
+            self._lock_file = None
+
+
+def _acquire_hosts_lock() -> int:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(HOSTS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return descriptor
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(descriptor)
+                raise TimeoutError(f"another test run held {HOSTS_LOCK} for {LOCK_WAIT_SECONDS} s") from None
+            time.sleep(2)
 
 
 def stop_hosts(processes: dict[str, subprocess.Popen[bytes] | None]) -> None:
