@@ -3,7 +3,7 @@ booted with systemd-nspawn in its own network namespace, reached over SSH (see t
 
 The tests share one bake and one set of hosts (module scope) and run in order, each checking the state it starts
 from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0+g...) -> broken release (0.3.0) rolled back -> named
-rollback to 0.1.0. Cost on this 2-core machine under other suites' load: ~9 min for the module (figures in
+rollback to 0.1.0. Cost on this 2-core machine under other suites' load: 7-9 min for the module (figures in
 docs/deploy.md), plus ~160 s once to build the cached Debian root.
 """
 
