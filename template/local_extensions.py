@@ -1,7 +1,7 @@
 """Jinja extension that tells the hooks where the template repository lives.
 
 The hooks run from a temporary file, and `_repo_dir` is relative or absent depending on how cookiecutter or cruft
-was called, so the only reliable anchor is this file's own location (see docs/template-internals.md).
+was called, so the only reliable anchor is this file's own location (see docs/template.md).
 """
 
 from pathlib import Path

@@ -16,7 +16,7 @@ from support import CACHE_DIR, TEMPLATE_DIR, bake
 from support import free_port as pick_free_port
 
 # bakes that together pull in every dependency a baked project can have
-DEPENDENCY_BAKES: tuple[dict[str, str], ...] = ({},)
+DEPENDENCY_BAKES: tuple[dict[str, str], ...] = ({}, {"event_bus": "redis"})
 
 
 @pytest.fixture

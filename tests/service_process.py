@@ -17,6 +17,7 @@ class ServiceProcess:
 
     def __init__(self, project: Path, python: Path, *, env: dict[str, str], command: tuple[str, ...] = ("serve",)):
         self.project = project
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = project / f"service-{self.port}.log"

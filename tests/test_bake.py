@@ -16,6 +16,7 @@ from support import REPO_ROOT, TEMPLATE_DIR, bake, options_id, text_files
 OPTION_SETS: list[dict[str, str]] = [
     {},
     {"ci": "jenkins"},
+    {"event_bus": "redis"},
     {"ci": "both"},
     {"python_version": "3.12", "license": "Apache-2.0"},
     {"python_version": "3.13", "license": "Proprietary"},
@@ -131,3 +132,15 @@ def test_the_root_entry_and_the_directory_form_bake_the_same_project(tmp_path: P
 def test_the_root_cookiecutter_json_points_at_template() -> None:
     entries = json.loads((REPO_ROOT / "cookiecutter.json").read_text())["templates"]
     assert [entry["path"] for entry in entries.values()] == ["./template"]
+
+
+def test_the_release_version_is_the_package_version_plus_the_commit(tmp_path: Path) -> None:
+    project = bake(tmp_path)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bake"]):
+        subprocess.run(git + command, cwd=project, check=True, capture_output=True)
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=project, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    printed = subprocess.run(["make", "--no-print-directory", "print-VERSION", "print-IMAGE_TAG"], cwd=project,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert printed == [f"0.1.0+g{commit}", f"0.1.0-g{commit}"]

@@ -35,3 +35,10 @@ def test_the_make_targets_run_green_through_tox_in_a_fresh_bake(tmp_path: Path, 
     assert list((project / "dist").glob("event_service-0.1.0-py3-none-any.whl"))
     assert (project / "reports" / "junit.xml").is_file()
     assert (project / "reports" / "coverage.xml").is_file()
+
+    # the image's install step, run without Docker: the wheel into a fresh venv, its command answers
+    assert "install-runtime.sh /dist /opt/venv" in (project / "Dockerfile").read_text()
+    installed = run_in(project, baked_python, "sh", "scripts/install-runtime.sh", "dist", str(tmp_path / "runtime"),
+                       timeout=600)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert installed.stdout.strip() == "event-service 0.1.0"

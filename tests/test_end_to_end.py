@@ -111,7 +111,7 @@ def test_sigterm_drains_first_then_stops_cleanly(service: ServiceProcess) -> Non
     assert '"event": "service_stopped"' in service.log()
 
 
-def test_events_stored_before_a_kill_9_are_handled_after_the_restart(
+def test_events_stored_before_a_kill_9_are_handled_by_a_worker_process_after_it(
     bake_project, baked_python: Path, tmp_path: Path
 ) -> None:
     project = bake_project()
@@ -124,10 +124,61 @@ def test_events_stored_before_a_kill_9_are_handled_after_the_restart(
         assert reply.json() == {"accepted": 300, "duplicates": 0}
         ingest_only.stop(signal.SIGKILL)
 
-    with ServiceProcess(project, baked_python, env=env) as restarted:
-        restarted.wait_ready()
-        restarted.wait_idle()
-        for handler in ("reserve_stock", "send_order_confirmation"):
-            assert restarted.metric(f'events_processed_total{{handler="{handler}",type="{PLACED}"}}') == 300
-    with sqlite3.connect(database) as store:
-        assert store.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+    def open_deliveries() -> int:
+        with sqlite3.connect(database) as store:
+            return int(store.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+    assert open_deliveries() == 600  # two handlers per event, none handled yet
+    with ServiceProcess(project, baked_python, env=env, command=("worker",)) as worker:
+        deadline = time.monotonic() + 60
+        while open_deliveries() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert open_deliveries() == 0
+        assert worker.stop(signal.SIGTERM) == 0
+
+
+def test_dead_letters_are_listed_and_replayed_with_the_cli(service: ServiceProcess, baked_python: Path) -> None:
+    # reserve_stock refuses an unsupported currency for good, so this event is dead-lettered at once
+    refused = to_structured_event(order_event("jpy-1", "o-jpy", currency="JPY"))
+    assert post(service, refused.body, {**refused.headers, **AUTH}).status_code == 202
+    service.wait_idle()
+    env = {"SERVICE_BUS_URL": service.env["SERVICE_BUS_URL"]}
+
+    def dlq(*arguments: str):  # type: ignore[no-untyped-def]
+        return run_in(service.project, baked_python, "python", "-m", "event_service", "dlq", *arguments,
+                      timeout=60, **env)
+
+    listed = dlq("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [letter] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (letter["id"], letter["handler"], letter["attempts"]) == ("jpy-1", "reserve_stock", 1)
+    assert letter["last_error"] == "NonRetryableError: currency JPY is not supported"
+
+    dry_run = dlq("replay", "--id", "jpy-1", "--dry-run")
+    assert (dry_run.returncode, dry_run.stdout.strip()) == (0, "would replay jpy-1\treserve_stock")
+    unknown = dlq("replay", "--id", "no-such-id")
+    assert unknown.returncode == 1 and "no dead letter with id 'no-such-id'" in unknown.stderr
+
+    dead_before = service.metric('events_dead_lettered_total{handler="reserve_stock",type="com.example.order.placed"}')
+    replayed = dlq("replay", "--all")
+    assert (replayed.returncode, replayed.stderr.strip()) == (0, "replayed 1 deliveries")
+    deadline = time.monotonic() + 20  # the running service picks it up, and dead-letters it again
+    label = 'events_dead_lettered_total{handler="reserve_stock",type="com.example.order.placed"}'
+    while service.metric(label) == dead_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert service.metric(label) == dead_before + 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"SERVICE_MAX_BODY_BYTES": "-1"}, "SERVICE_MAX_BODY_BYTES: Input should be greater than 0"),
+        ({"SERVICE_ENV": "production", "SERVICE_AUTH_TOKENS": ""}, "SERVICE_AUTH_TOKENS must hold at least one token"),
+    ],
+)
+def test_an_invalid_setting_stops_the_start_naming_the_variable(
+    bake_project, baked_python: Path, settings: dict[str, str], message: str
+) -> None:
+    result = run_in(bake_project(), baked_python, "python", "-m", "event_service", "serve", timeout=30, **settings)
+    assert result.returncode == 2
+    assert message in result.stderr

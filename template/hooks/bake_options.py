@@ -14,7 +14,7 @@ REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0
 
 CHOICES = {
     "python_version": ("3.11", "3.12", "3.13"),
-    "event_bus": ("sqlite",),
+    "event_bus": ("sqlite", "redis"),
     "ci": ("github", "jenkins", "both"),
     "license": ("MIT", "Apache-2.0", "Proprietary"),
 }

@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import threading
 
 import msgspec
 
@@ -181,3 +182,49 @@ async def test_a_handler_publishes_follow_up_events_through_its_context(
     assert data.n == 2
     assert context.event.extensions["causationid"] == ping["id"]
     assert context.event.subject == "k"
+
+
+async def test_a_sync_handler_runs_in_a_worker_thread_not_on_the_event_loop(
+    bus_url: str, event_factory: EventFactory
+) -> None:
+    threads: list[str] = []
+
+    def blocking(data: Ping, context: HandlerContext) -> int:
+        threads.append(threading.current_thread().name)
+        return data.n
+
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="blocking")(blocking)
+    async with BusHarness(registry, bus_url=bus_url) as bus:
+        await bus.publish(event_factory.event(PING, {"n": 1}))
+        await bus.drain()
+    assert len(threads) == 1
+    assert threads[0] != threading.main_thread().name
+
+
+async def test_an_id_is_accepted_again_once_its_dedup_window_has_passed(
+    bus_url: str, event_factory: EventFactory
+) -> None:
+    handler = RecordingHandler()
+    event = event_factory.event(PING, {"n": 1}, event_id="short-lived")
+    async with BusHarness(registry_with((PING, handler)), bus_url=bus_url, dedup_retention_seconds=0.2) as bus:
+        assert (await bus.publish(event)).accepted == 1
+        assert (await bus.publish(event)).duplicates == 1
+        await bus.drain()
+        await asyncio.sleep(0.5)
+        await bus.drain()  # the workers' next round forgets ids older than the window
+        assert (await bus.publish(event)).accepted == 1
+        await bus.drain()
+    assert handler.event_ids == ["short-lived", "short-lived"]
+
+
+async def test_a_handlers_own_max_attempts_overrides_the_default(bus_url: str, event_factory: EventFactory) -> None:
+    impatient = AlwaysFailingHandler("impatient")
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="impatient", max_attempts=2)(impatient)
+    async with BusHarness(registry, bus_url=bus_url, max_attempts=6) as bus:
+        await bus.publish(event_factory.event(PING, {"n": 1}))
+        await bus.drain()
+        [letter] = await bus.dead_letters()
+    assert impatient.attempts == 2
+    assert letter.attempts == 2

@@ -25,8 +25,8 @@ async def test_reserve_stock_refuses_an_unsupported_currency_for_good() -> None:
         await reserve_stock(order, context_for(ORDER_PLACED, order))
 
 
-def test_send_order_confirmation_formats_the_amount() -> None:
-    result = send_order_confirmation(PLACED, context_for(ORDER_PLACED, PLACED))
+async def test_send_order_confirmation_formats_the_amount() -> None:
+    result = await send_order_confirmation(PLACED, context_for(ORDER_PLACED, PLACED))
     assert result == {"to": "c-9", "message": "Order o-1 confirmed: 12.50 EUR"}
 
 

@@ -19,7 +19,7 @@ async def reserve_stock(order: OrderPlaced, context: HandlerContext) -> dict[str
 
 
 @handlers.on(ORDER_PLACED, OrderPlaced)
-def send_order_confirmation(order: OrderPlaced, context: HandlerContext) -> dict[str, Any]:
+async def send_order_confirmation(order: OrderPlaced, context: HandlerContext) -> dict[str, Any]:
     amount = f"{order.amount_cents / 100:.2f} {order.currency}"
     return {"to": order.customer_id, "message": f"Order {order.order_id} confirmed: {amount}"}
 

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .server import serve
 
-        serve(service, args.host, args.port)
+        serve(service, args.host, args.port, run_workers=not args.no_workers)
         return 0
     if args.command == "worker":
         from .server import run_workers

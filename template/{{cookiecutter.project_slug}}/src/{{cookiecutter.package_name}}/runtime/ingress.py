@@ -82,7 +82,7 @@ class IngressApp:
         elif path == "/metrics":
             try:
                 self.service.metrics.pending.set(await self.service.bus.pending_count())
-            except Exception:
+            except Exception:  # metrics still render; readiness reports the store
                 log.exception("pending_count_failed")
             await _send(send, 200, self.service.metrics.render(), [(b"content-type", METRICS_CONTENT_TYPE.encode())])
         else:
@@ -179,7 +179,7 @@ class IngressApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.service.start(run_workers=self._run_workers)
-                except Exception as error:
+                except Exception as error:  # reported to the server, which exits non-zero
                     log.exception("startup_failed")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return

@@ -37,10 +37,10 @@ class _DrainingServer(uvicorn.Server):
         timer.start()
 
 
-def serve(service: Service, host: str, port: int) -> None:
-    """HTTP API and workers in this process until a signal stops it."""
+def serve(service: Service, host: str, port: int, *, run_workers: bool = True) -> None:
+    """HTTP API (and, unless told otherwise, the workers) in this process until a signal stops it."""
     config = uvicorn.Config(
-        IngressApp(service),
+        IngressApp(service, run_workers=run_workers),
         host=host,
         port=port,
         lifespan="on",

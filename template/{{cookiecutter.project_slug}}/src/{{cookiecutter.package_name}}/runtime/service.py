@@ -92,7 +92,7 @@ class Service:
             return False, "workers stopped"
         try:
             await asyncio.wait_for(self.bus.ping(), 2.0)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any store failure means not ready
             return False, f"store unreachable: {type(error).__name__}: {error}"
         return True, "ready"
 

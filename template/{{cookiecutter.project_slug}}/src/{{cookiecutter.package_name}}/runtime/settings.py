@@ -8,6 +8,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SERVICE_"
+{%- if cookiecutter.event_bus == "redis" %}
+BUS_SCHEMES = ("sqlite:///", "memory://", "redis://", "rediss://", "unix://")
+{%- else %}
+BUS_SCHEMES = ("sqlite:///", "memory://")
+{%- endif %}
 
 
 class SettingsError(Exception):
@@ -34,6 +39,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=0.2, gt=0)
     dedup_retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     sqlite_synchronous: Literal["normal", "full"] = "normal"
+{%- if cookiecutter.event_bus == "redis" %}
+    # every key of the bus starts with this, so several services (or test runs) can share one Redis
+    redis_key_prefix: str = Field(default="{{ cookiecutter.project_slug }}", min_length=1, pattern=r"^[^\s]+$")
+    # events of one ordering key stay in one partition; see docs/event-bus.md before changing it
+    redis_partitions: int = Field(default=16, gt=0, le=1024)
+{%- endif %}
     shutdown_drain_seconds: float = Field(default=1.0, ge=0)
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
 
@@ -45,8 +56,8 @@ class Settings(BaseSettings):
     @field_validator("bus_url")
     @classmethod
     def _known_bus_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "memory://")):
-            raise ValueError("must start with sqlite:/// or memory://")
+        if not value.startswith(BUS_SCHEMES):
+            raise ValueError(f"must start with {' or '.join(BUS_SCHEMES)}")
         return value
 
     @model_validator(mode="after")

@@ -115,7 +115,7 @@ class Workers:
                 continue
             try:
                 deliveries = await self._bus.claim(free)
-            except Exception:
+            except Exception:  # the store may come back; readiness reports it meanwhile
                 log.exception("claim_failed")
                 await asyncio.sleep(self._poll_seconds)
                 continue
@@ -133,7 +133,7 @@ class Workers:
     async def _deliver(self, delivery: Delivery) -> None:
         try:
             await self._deliver_once(delivery)
-        except Exception:
+        except Exception:  # the store failed mid-delivery: the lease runs out, it is redelivered
             log.exception("delivery_interrupted", handler=delivery.handler, position=delivery.position)
 
     async def _deliver_once(self, delivery: Delivery) -> None:
@@ -144,19 +144,17 @@ class Workers:
             await self._give_up(delivery, event, f"no handler named {delivery.handler!r} in this release")
             return
         attempt = delivery.attempts + 1
-        bound = log.bind(event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=attempt)
         started = time.perf_counter()
         try:
             result = await self._call(subscription, event, attempt)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any handler failure is retried or dead-lettered
             self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
             self._metrics.failed.labels(delivery.handler, event.type).inc()
-            await self._failed(delivery, event, subscription, error, bound)
+            await self._failed(delivery, event, subscription, error)
             return
         self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
         await self._bus.complete(delivery)
         self._metrics.processed.labels(delivery.handler, event.type).inc()
-        bound.debug("event_processed")
         self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "processed", result=result))
 
     async def _call(self, subscription: Subscription, event: CloudEvent, attempt: int) -> Any:
@@ -175,9 +173,13 @@ class Workers:
         return await asyncio.wait_for(call, self._handler_timeout)
 
     async def _failed(
-        self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception, bound: Any
+        self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception
     ) -> None:
         message = _describe(error)
+        # bound here, not per delivery: successful deliveries are the hot path and log nothing
+        bound = log.bind(
+            event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=delivery.attempts + 1
+        )
         failed_attempts = delivery.attempts + 1
         if isinstance(error, NonRetryableError) or self._retry.gives_up_after(
             failed_attempts, subscription.max_attempts

@@ -15,4 +15,10 @@ def open_bus(settings: Settings) -> EventBus:
         from .sqlite import SQLiteBus
 
         return SQLiteBus.from_settings(settings)
+{%- if cookiecutter.event_bus == "redis" %}
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis_bus import RedisBus
+
+        return RedisBus.from_settings(settings)
+{%- endif %}
     raise ValueError(f"SERVICE_BUS_URL: unsupported bus {url!r}")

@@ -150,7 +150,8 @@ class SQLiteBus:
     async def claim(self, limit: int) -> list[Delivery]:
         now = time.time()
         purge_before = None
-        if now - self._last_purge > PURGE_EVERY_SECONDS:
+        # purge at least twice per retention window, so a short window is honoured closely
+        if now - self._last_purge > min(PURGE_EVERY_SECONDS, self._retention / 2):
             self._last_purge = now
             purge_before = now - self._retention
         return await self._store.call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)

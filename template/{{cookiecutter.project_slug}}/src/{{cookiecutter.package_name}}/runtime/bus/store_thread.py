@@ -46,7 +46,7 @@ class StoreThread:
     def _run(self) -> None:
         try:
             connection = self._connect()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - every job must learn why the store is unusable
             self._fail_all(error)
             return
         try:
@@ -74,7 +74,7 @@ class StoreThread:
             outcomes = [(True, job(connection, *args)) for job, args, _, _ in batch]
             connection.execute("COMMIT")
             return outcomes
-        except Exception:
+        except Exception:  # noqa: BLE001 - isolate the failing job: run each in its own transaction
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             return [self._run_alone(connection, job, args) for job, args, _, _ in batch]
@@ -86,7 +86,7 @@ class StoreThread:
             result = job(connection, *args)
             connection.execute("COMMIT")
             return True, result
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the coroutine that awaits this job
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             return False, error
