@@ -2,7 +2,7 @@
 booted with systemd-nspawn in its own network namespace, reached over SSH (see tests/hosts/network.py).
 
 The tests share one bake and one set of hosts (module scope) and run in order, each checking the state it starts
-from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0) -> broken release (0.3.0) rolled back -> named
+from: fresh deploy (0.1.0) -> rolling upgrade under load (0.2.0+g...) -> broken release (0.3.0) rolled back -> named
 rollback to 0.1.0. Cost here: ~1 min the first time the Debian root is built, then ~6-8 min for the module.
 """
 
@@ -11,11 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from cookiecutter.main import cookiecutter
-
 from hosts.load import EventLoad
 from hosts.network import HostNetwork, cannot_create_hosts_reason
 from hosts.probes import (
@@ -25,12 +22,13 @@ from hosts.probes import (
     wait_until_bus_empty,
 )
 from hosts.project import AUTH_TOKEN, DeployProject, build_wheel
+from support import bake
 
 pytestmark = [pytest.mark.slow, pytest.mark.hosts]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BALANCER, SERVICE_HOSTS = "ces-lb", ["ces-app1", "ces-app2"]
-FIRST, UPGRADE, BROKEN = "0.1.0", "0.2.0", "0.3.0"
+# The upgrade carries a local label like the release versions `make build` stamps (`<version>+g<commit>`).
+FIRST, UPGRADE, BROKEN = "0.1.0", "0.2.0+g0123456789ab", "0.3.0"
 SLUG = "event-service"
 SERVICE_PORT, BALANCER_PORT = 8000, 80
 BUS_DB = f"/var/lib/{SLUG}/events.db"
@@ -52,14 +50,13 @@ def host_network(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def project(host_network: HostNetwork, tmp_path_factory: pytest.TempPathFactory) -> DeployProject:
-    # Module scope (one bake for the whole deploy story) rules out the function-scoped bake_project fixture.
-    output = tmp_path_factory.mktemp("bake")
-    root = Path(cookiecutter(str(REPO_ROOT), no_input=True, output_dir=str(output)))
+    # Module scope (one bake for the whole deploy story): the plain bake() behind the bake_project fixture.
+    root = bake(tmp_path_factory.mktemp("bake"))
     dist = root / "dist"
     for version in (FIRST, UPGRADE, BROKEN):
         build_wheel(sys.executable, root, dist, version)
     deploy = DeployProject(root, host_network, BALANCER, SERVICE_HOSTS)
-    deploy.write_inventory(FIRST, {"service_health_timeout_seconds": 20})
+    deploy.write_inventory(FIRST, {"service_health_timeout_seconds": 15})
     return deploy
 
 
@@ -69,6 +66,14 @@ def host(project: DeployProject, name: str):
 
 def versions_on_hosts(project: DeployProject) -> dict[str, object]:
     return {name: readiness(host(project, name).address, SERVICE_PORT)[1].get("version") for name in SERVICE_HOSTS}
+
+
+def service_logs(project: DeployProject) -> str:
+    """The unit's state and last log lines on every service host, for failure messages."""
+    command = f"systemctl status {SLUG} --no-pager --lines=0; journalctl -u {SLUG} --no-pager -n 25"
+    return "\n".join(
+        f"--- {name}\n{project.network.ssh(host(project, name), command, check=False)}" for name in SERVICE_HOSTS
+    )
 
 
 def ensure_deployed(project: DeployProject, version: str) -> None:
@@ -83,7 +88,7 @@ def test_fresh_deploy_serves_both_hosts_behind_the_balancer_and_a_second_run_cha
     first = project.make("deploy")
 
     assert first.returncode == 0, first.output[-6000:]
-    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, FIRST)
+    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, FIRST), service_logs(project)
     balancer = host(project, BALANCER)
     assert wait_for_balancer(project.network, balancer, SLUG, SERVICE_HOSTS) == dict.fromkeys(SERVICE_HOSTS, "UP")
     status, body = readiness(balancer.address, BALANCER_PORT)
@@ -93,17 +98,24 @@ def test_fresh_deploy_serves_both_hosts_behind_the_balancer_and_a_second_run_cha
              "subject": "o-1", "data": {"order_id": "o-1", "customer_id": "c-1", "amount_cents": 1, "currency": "EUR"}}
     assert post_event(balancer.address, BALANCER_PORT, event, token=None) == 401
     assert post_event(balancer.address, BALANCER_PORT, event, token=AUTH_TOKEN) == 202
-    secrets_mode = project.network.ssh(host(project, "ces-app1"), f"stat -c '%a %U %G' /opt/{SLUG}/current/secrets.env")
-    assert secrets_mode.split() == ["640", "root", SLUG]
+    app1 = host(project, "ces-app1")
+    assert project.network.ssh(app1, f"stat -c '%a %U %G' /opt/{SLUG}/current/secrets.env").split() == [
+        "640", "root", SLUG]
+    unit = project.network.ssh(app1, f"systemctl show {SLUG} -p User -p Restart -p MemoryMax -p LimitNOFILE")
+    assert sorted(unit.split()) == sorted([f"User={SLUG}", "Restart=on-failure", f"MemoryMax={512 * 1024**2}",
+                                           "LimitNOFILE=65536"])
 
     second = project.make("deploy")
     drift = project.make("drift")
+    verify = project.make("verify")
 
     assert second.returncode == 0, second.output[-4000:]
     assert second.changed() == 0, second.recap()
     assert drift.returncode == 0, drift.output[-4000:]
     assert "drift check: no drift" in drift.output
-    print(f"\nfresh deploy {first.seconds:.0f} s, second run {second.seconds:.0f} s, drift check {drift.seconds:.0f} s")
+    assert verify.returncode == 0, verify.output[-4000:]
+    print(f"\nfresh deploy {first.seconds:.0f} s, second run {second.seconds:.0f} s, drift check {drift.seconds:.0f} s, "
+          f"verify {verify.seconds:.0f} s")
 
 
 def test_rolling_upgrade_under_load_fails_no_request_and_handles_every_accepted_event(project):
@@ -117,7 +129,7 @@ def test_rolling_upgrade_under_load_fails_no_request_and_handles_every_accepted_
         time.sleep(2)
 
     assert upgrade.returncode == 0, upgrade.output[-6000:]
-    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, UPGRADE)
+    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, UPGRADE), service_logs(project)
     result = load.result
     print(f"\nrolling upgrade {upgrade.seconds:.0f} s under load: {result.sent} requests, "
           f"{len(result.accepted_ids)} accepted, {len(result.failures)} failed {dict(result.statuses)}")
@@ -141,7 +153,7 @@ def test_broken_release_is_rolled_back_on_the_first_host_and_rollback_restores_a
     assert broken.returncode != 0
     assert f"Release {BROKEN} failed its health check on ces-app1" in broken.output, broken.output[-6000:]
     assert f"Rolled back to {UPGRADE}" in broken.output
-    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, UPGRADE)
+    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, UPGRADE), service_logs(project)
     untouched = project.network.ssh(host(project, "ces-app2"), f"ls /opt/{SLUG}/releases").split()
     assert BROKEN not in untouched
     assert wait_for_balancer(project.network, balancer, SLUG, SERVICE_HOSTS) == dict.fromkeys(SERVICE_HOSTS, "UP")
@@ -153,7 +165,7 @@ def test_broken_release_is_rolled_back_on_the_first_host_and_rollback_restores_a
     drift = project.make("drift")
 
     assert rollback.returncode == 0, rollback.output[-6000:]
-    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, FIRST)
+    assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, FIRST), service_logs(project)
     assert wait_for_balancer(project.network, balancer, SLUG, SERVICE_HOSTS) == dict.fromkeys(SERVICE_HOSTS, "UP")
     # Git still names the broken release, so the hosts have drifted from it and the check says so.
     assert drift.returncode != 0

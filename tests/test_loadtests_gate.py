@@ -40,6 +40,20 @@ async def slow_audit(order: OrderPlaced, context) -> None:
     await asyncio.sleep(1.0)
 """
 
+SLOW_ANSWERING_HANDLER = """
+import asyncio
+
+from ..events import ORDER_PLACED, OrderPlaced
+from ..runtime.registry import HandlerRegistry
+
+handlers = HandlerRegistry()
+
+
+@handlers.on(ORDER_PLACED, OrderPlaced)
+async def slow_fraud_check(order: OrderPlaced, context) -> None:
+    await asyncio.sleep(0.7)
+"""
+
 FAILING_HANDLER = """
 from ..events import ORDER_CANCELLED, OrderCancelled
 from ..runtime.registry import HandlerRegistry, NonRetryableError
@@ -156,6 +170,22 @@ def test_slow_handler_fails_the_delivery_check_with_exit_code_4(bake_project, ba
     breaches = [line for line in lines if "BREACH" in line]
     assert any("bus not drained" in line for line in breaches)
     assert any("in handler slow_audit" in line and "still unprocessed" in line for line in breaches)
+
+
+@pytest.mark.slow
+def test_slow_handler_under_prefer_wait_breaches_the_latency_thresholds_with_exit_code_3(
+    bake_project, baked_python, free_port
+):
+    project = bake_project()
+    inject_handler(project, "slow_fraud_check", SLOW_ANSWERING_HANDLER)
+    with running_service(project, baked_python, free_port) as url:
+        # users wait for the handlers' answers: the slow handler shows in the response times, and the bus keeps up
+        result = make_loadtest(project, url, "--prefer-wait 5")
+    lines = gate_lines(result)
+    assert "loadtest gate: FAILED (exit code 3)" in lines, "\n".join(lines) or result.stderr[-3000:]
+    breaches = [line for line in lines if "BREACH" in line]
+    assert any(line.startswith("loadtest gate: BREACH p99 latency ") for line in breaches)
+    assert all("latency" in line for line in breaches), breaches
 
 
 @pytest.mark.slow

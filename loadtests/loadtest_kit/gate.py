@@ -180,6 +180,9 @@ def _on_init(environment, runner=None, **_kwargs) -> None:
         environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__("event_ledger", run_state.ledger.take())
         )
+        # Report as soon as the users stopped, ahead of "client_stopped": Locust's own last report (on quit) gets
+        # only 0.5 s to reach the master, and a late one would leave events the service accepted uncounted.
+        environment.events.test_stop.add_listener(lambda environment, **_: runner._send_stats())
         return
     _gate.setup(environment)
     environment.events.worker_report.add_listener(

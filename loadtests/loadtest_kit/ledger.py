@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 # What is counted per event type:
 #   sent            events put in a request, whatever the answer
-#   accepted        new (not deliberately duplicated) events in requests answered 202: the service must process them
-#   duplicates_sent events deliberately re-sent in requests answered 202: the service must skip them
+#   accepted        new (not deliberately duplicated) events in requests answered 202 (or 200 under Prefer: wait):
+#                   the service must process them
+#   duplicates_sent events deliberately re-sent in requests answered 202/200: the service must skip them
 #   rejected        events in requests answered with anything else
 COUNTS = ("sent", "accepted", "duplicates_sent", "rejected")
-# What the service said in its 202 bodies, over all types.
+# What the service said in its 202/200 bodies, over all types.
 REPORTED = ("reported_accepted", "reported_duplicates")
 
 

@@ -48,6 +48,13 @@ def add_options(parser) -> None:
         help="requests per second per user; 0 sends as fast as the service answers",
     )
     group.add_argument(
+        "--prefer-wait",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_PREFER_WAIT",
+        help="send `Prefer: wait=N`: the service answers once the handlers finished (end-to-end latency); 0 = off",
+    )
+    group.add_argument(
         "--shape",
         choices=SHAPES,
         default="constant",

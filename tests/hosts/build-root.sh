@@ -26,9 +26,6 @@ debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,iproute2,openssh-server,haproxy,procps \
     bookworm "$building" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-# Services must not start inside the chroot while it is being prepared.
-printf '#!/bin/sh\nexit 101\n' >"$building/usr/sbin/policy-rc.d"
-chmod +x "$building/usr/sbin/policy-rc.d"
 # haproxy runs only where the load-balancer role configures it; sshd accepts root keys only.
 rm -f "$building/etc/systemd/system/multi-user.target.wants/haproxy.service"
 mkdir -p "$building/root/.ssh"
@@ -39,6 +36,5 @@ printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\
 for unit in systemd-networkd-wait-online.service getty@tty1.service console-getty.service; do
     ln -sf /dev/null "$building/etc/systemd/system/$unit"
 done
-rm -f "$building/usr/sbin/policy-rc.d"
 echo "$root_revision" >"$building/.ces-root-revision"
 mv "$building" "$root"

@@ -106,7 +106,7 @@ class HostNetwork:
 
     def ssh(self, host: SystemdHost, command: str, timeout: float = 30, check: bool = True) -> str:
         result = subprocess.run(
-            [*host.ssh_argv(self.key), command], text=True, capture_output=True, timeout=timeout
+            [*host.ssh_argv(self.key), command], check=False, text=True, capture_output=True, timeout=timeout
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"{host.name}: `{command}` failed ({result.returncode}): {result.stderr}")
@@ -155,7 +155,7 @@ class HostNetwork:
                 raise RuntimeError(f"{host.name} exited while booting; see {host.log_path}")
             result = subprocess.run(
                 [*host.ssh_argv(self.key), "systemctl is-system-running --wait"],
-                text=True, capture_output=True, timeout=BOOT_TIMEOUT_SECONDS,
+                check=False, text=True, capture_output=True, timeout=BOOT_TIMEOUT_SECONDS,
             )
             state = result.stdout.strip()
             if state in ("running", "degraded"):
@@ -165,28 +165,32 @@ class HostNetwork:
         raise TimeoutError(f"{host.name} did not finish booting in {BOOT_TIMEOUT_SECONDS} s: {last_error}")
 
     def close(self) -> None:
-        for host in self.hosts:
-            stop_host(host.name, host.process)
+        stop_hosts({host.name: host.process for host in self.hosts})
         remove_leftovers()
 
 
-def stop_host(name: str, process: subprocess.Popen[bytes] | None) -> None:
-    """Power the container off (nspawn turns SIGTERM into a clean shutdown), then kill it if it hangs."""
-    pid_file = HOSTS_DIR / f"{name}.pid"
-    pid = process.pid if process is not None else None
-    if pid is None and pid_file.exists():
-        pid = int(pid_file.read_text())
-    if pid is not None and _is_nspawn(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and _is_alive(pid, process):
-            time.sleep(0.2)
-        if _is_alive(pid, process):
+def stop_hosts(processes: dict[str, subprocess.Popen[bytes] | None]) -> None:
+    """Power the containers off together (nspawn turns SIGTERM into a clean shutdown), then kill any that hang."""
+    pids: dict[str, int] = {}
+    for name, process in processes.items():
+        pid_file = HOSTS_DIR / f"{name}.pid"
+        pid = process.pid if process is not None else None
+        if pid is None and pid_file.exists():
+            pid = int(pid_file.read_text())
+        if pid is not None and _is_nspawn(pid):
+            os.kill(pid, signal.SIGTERM)
+            pids[name] = pid
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and any(_is_alive(pid, processes[name]) for name, pid in pids.items()):
+        time.sleep(0.2)
+    for name, pid in pids.items():
+        if _is_alive(pid, processes[name]):
             os.killpg(pid, signal.SIGKILL)
-            time.sleep(0.5)
+        process = processes[name]
         if process is not None:
             process.wait(timeout=10)
-    pid_file.unlink(missing_ok=True)
+    for name in processes:
+        (HOSTS_DIR / f"{name}.pid").unlink(missing_ok=True)
 
 
 def _is_nspawn(pid: int) -> bool:
@@ -205,8 +209,7 @@ def _is_alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
 def remove_leftovers() -> None:
     """Remove the namespaces, links, pid-file processes and host roots of this module (also from crashed runs)."""
     if HOSTS_DIR.exists():
-        for pid_file in HOSTS_DIR.glob("ces-*.pid"):
-            stop_host(pid_file.stem, None)
+        stop_hosts(dict.fromkeys((pid_file.stem for pid_file in HOSTS_DIR.glob("ces-*.pid")), None))
     netns_list = run("ip", "netns", "list", check=False).stdout.split()
     for netns in netns_list:
         if netns.startswith("ces-"):
