@@ -3,11 +3,18 @@ import pytest
 from {{ cookiecutter.package_name }}.runtime.settings import SettingsError, load_settings
 
 
-def test_defaults_describe_a_development_service_on_the_embedded_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_describe_a_development_service_on_the_bus_chosen_at_bake_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SERVICE_ENV", raising=False)
+    monkeypatch.delenv("SERVICE_BUS_URL", raising=False)
     settings = load_settings()
     assert settings.env == "development"
+{%- if cookiecutter.event_bus == "redis" %}
+    assert settings.bus_url == "redis://127.0.0.1:6379/0"
+{%- else %}
     assert settings.bus_url.startswith("sqlite:///")
+{%- endif %}
 
 
 def test_production_without_tokens_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

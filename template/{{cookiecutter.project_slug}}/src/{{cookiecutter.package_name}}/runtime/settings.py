@@ -24,7 +24,11 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     auth_tokens: str = ""
+{%- if cookiecutter.event_bus == "redis" %}
+    bus_url: str = "redis://127.0.0.1:6379/0"
+{%- else %}
     bus_url: str = "sqlite:///./var/events.db"
+{%- endif %}
     event_source: str = "/{{ cookiecutter.project_slug }}"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=1_048_576, gt=0)

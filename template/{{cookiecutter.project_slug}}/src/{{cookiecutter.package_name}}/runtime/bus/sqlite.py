@@ -251,17 +251,16 @@ def _claim(
 
 
 def _complete(connection: sqlite3.Connection, seq: int, handler: str) -> None:
-    key = _ordering_key(connection, seq, handler)
-    connection.execute("DELETE FROM deliveries WHERE event_seq = ? AND handler = ?", (seq, handler))
-    if key is not None:
-        connection.execute(PROMOTE_NEXT, (handler, key))
-
-
-def _ordering_key(connection: sqlite3.Connection, seq: int, handler: str) -> str | None:
-    row = connection.execute(
-        "SELECT ordering_key FROM deliveries WHERE event_seq = ? AND handler = ?", (seq, handler)
+    finished = connection.execute(
+        "DELETE FROM deliveries WHERE event_seq = ? AND handler = ? RETURNING ordering_key", (seq, handler)
     ).fetchone()
-    return None if row is None else row[0]
+    _promote_next(connection, handler, finished)
+
+
+def _promote_next(connection: sqlite3.Connection, handler: str, finished: tuple[str | None] | None) -> None:
+    """The delivery that just left its queue's head made room: the next of its ordering key moves up."""
+    if finished is not None and finished[0] is not None:
+        connection.execute(PROMOTE_NEXT, (handler, finished[0]))
 
 
 def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, due_at: float, error: str) -> None:
@@ -274,14 +273,12 @@ def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int
 
 
 def _dead_letter(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, error: str, now: float) -> None:
-    connection.execute(
+    finished = connection.execute(
         "UPDATE deliveries SET state = 3, attempts = ?, last_error = ?, finished_at = ?, lease_owner = NULL, "
-        "lease_until = NULL WHERE event_seq = ? AND handler = ?",
+        "lease_until = NULL WHERE event_seq = ? AND handler = ? RETURNING ordering_key",
         (attempts, error, now, seq, handler),
-    )
-    key = _ordering_key(connection, seq, handler)
-    if key is not None:
-        connection.execute(PROMOTE_NEXT, (handler, key))
+    ).fetchone()
+    _promote_next(connection, handler, finished)
 
 
 def _dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
