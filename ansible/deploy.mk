@@ -9,23 +9,30 @@
 # This file's folder, so the targets work whatever the including Makefile's directory layout.
 DEPLOY_ANSIBLE_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 ENV ?= staging
-ANSIBLE_PLAYBOOK ?= ansible-playbook
+# ansible-playbook from PATH when there is one, else from ansible/.venv, made on first use from requirements.txt
+# (a fresh CI runner or agent has no Ansible)
+DEPLOY_ANSIBLE_VENV ?= $(DEPLOY_ANSIBLE_DIR)/.venv
+ANSIBLE_PLAYBOOK ?= $(if $(shell command -v ansible-playbook),ansible-playbook,$(DEPLOY_ANSIBLE_VENV)/bin/ansible-playbook)
 ANSIBLE_ARGS ?=
 DEPLOY_INVENTORY = $(DEPLOY_ANSIBLE_DIR)/inventories/$(ENV)/hosts.yml
 DEPLOY_PLAYBOOK_RUN = ANSIBLE_CONFIG=$(DEPLOY_ANSIBLE_DIR)/ansible.cfg $(ANSIBLE_PLAYBOOK) -i $(DEPLOY_INVENTORY)
 
 .PHONY: deploy rollback verify drift promote
 
-deploy: ## Roll out the version git names for ENV, one host at a time
+$(DEPLOY_ANSIBLE_VENV)/bin/ansible-playbook: $(DEPLOY_ANSIBLE_DIR)/requirements.txt
+	python3 -m venv $(DEPLOY_ANSIBLE_VENV)
+	$(DEPLOY_ANSIBLE_VENV)/bin/python -m pip install --quiet -r $(DEPLOY_ANSIBLE_DIR)/requirements.txt
+
+deploy: $(filter $(DEPLOY_ANSIBLE_VENV)/%,$(ANSIBLE_PLAYBOOK)) ## Roll out the version git names for ENV, one host at a time
 	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/deploy.yml $(ANSIBLE_ARGS)
 
-rollback: ## Switch ENV back to the previous release (or RELEASE=<version>)
+rollback: $(filter $(DEPLOY_ANSIBLE_VENV)/%,$(ANSIBLE_PLAYBOOK)) ## Switch ENV back to the previous release (or RELEASE=<version>)
 	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/rollback.yml $(if $(RELEASE),-e service_rollback_release=$(RELEASE)) $(ANSIBLE_ARGS)
 
-verify: ## Smoke-check ENV: every host ready on the version git names
+verify: $(filter $(DEPLOY_ANSIBLE_VENV)/%,$(ANSIBLE_PLAYBOOK)) ## Smoke-check ENV: every host ready on the version git names
 	$(DEPLOY_PLAYBOOK_RUN) $(DEPLOY_ANSIBLE_DIR)/verify.yml $(ANSIBLE_ARGS)
 
-drift: ## Fail when a host of ENV differs from git (ansible --check --diff)
+drift: $(filter $(DEPLOY_ANSIBLE_VENV)/%,$(ANSIBLE_PLAYBOOK)) ## Fail when a host of ENV differs from git (ansible --check --diff)
 	ANSIBLE_CONFIG=$(DEPLOY_ANSIBLE_DIR)/ansible.cfg ANSIBLE_PLAYBOOK="$(ANSIBLE_PLAYBOOK)" \
 		sh $(DEPLOY_ANSIBLE_DIR)/bin/check-drift.sh $(DEPLOY_INVENTORY) $(DEPLOY_ANSIBLE_DIR)/deploy.yml $(ANSIBLE_ARGS)
 

@@ -104,3 +104,15 @@ def test_drift_exits_non_zero_only_when_the_check_run_would_change_a_host(deploy
     assert inventory.exists()
     assert (result.returncode != 0) == drifted
     assert verdict in result.stdout + result.stderr
+
+
+def test_a_machine_without_ansible_gets_the_pinned_one_in_a_venv_on_first_use(deploy_tree):
+    without_ansible = {"PATH": "/usr/bin:/bin"}
+    assert shutil.which("ansible-playbook", path=without_ansible["PATH"]) is None
+    planned = make(deploy_tree, "-n", "deploy", "ENV=staging", **without_ansible)
+    assert planned.returncode == 0, planned.stderr
+    lines = planned.stdout.splitlines()
+    assert lines[:2] == ["python3 -m venv ansible/.venv",
+                         "ansible/.venv/bin/python -m pip install --quiet -r ansible/requirements.txt"]
+    assert "ansible/.venv/bin/ansible-playbook -i ansible/inventories/staging/hosts.yml" in lines[2]
+    assert "ansible==" in (deploy_tree / "ansible" / "requirements.txt").read_text()
