@@ -155,6 +155,10 @@ class Workers:
         self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
         await self._bus.complete(delivery)
         self._metrics.processed.labels(delivery.handler, event.type).inc()
+        # no bind() here: on the hot path a filtered-out debug call must cost next to nothing
+        log.debug(
+            "event_processed", event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=attempt
+        )
         self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "processed", result=result))
 
     async def _call(self, subscription: Subscription, event: CloudEvent, attempt: int) -> Any:

@@ -66,18 +66,19 @@ class AlwaysFailingHandler(RecordingHandler):
         super().__init__(name)
         self.attempts = 0
 
+    def error(self) -> Exception:
+        return RuntimeError("downstream is down")
+
     async def __call__(self, data: Any, context: HandlerContext) -> dict[str, Any]:
         self.attempts += 1
-        raise RuntimeError("downstream is down")
+        raise self.error()
 
 
-class PoisonHandler(RecordingHandler):
+class PoisonHandler(AlwaysFailingHandler):
     """Raises NonRetryableError: dead-lettered on the first attempt."""
 
     def __init__(self, name: str = "poison") -> None:
         super().__init__(name)
-        self.attempts = 0
 
-    async def __call__(self, data: Any, context: HandlerContext) -> dict[str, Any]:
-        self.attempts += 1
-        raise NonRetryableError("this event can never be handled")
+    def error(self) -> Exception:
+        return NonRetryableError("this event can never be handled")
