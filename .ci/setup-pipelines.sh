@@ -26,4 +26,5 @@ print(deps.get("npm-groovy-lint", {}).get("version", ""))' || true)"
 if [ "$installed" != "$NPM_GROOVY_LINT_VERSION" ]; then
     npm install -g --no-audit --no-fund "npm-groovy-lint@$NPM_GROOVY_LINT_VERSION"
 fi
-npm-groovy-lint --version
+# Not `npm-groovy-lint --version`: without --noserver that starts a CodeNarc server which outlives this script.
+npm ls -g --depth=0 npm-groovy-lint
