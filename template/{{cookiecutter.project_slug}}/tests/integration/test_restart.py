@@ -1,6 +1,7 @@
 """The SQLite bus across restarts: whatever was stored is handled, whether the process stopped or died."""
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -63,3 +64,55 @@ async def test_claims_of_a_process_that_died_are_handed_out_again_after_their_le
     async with BusHarness(recording_registry(survivor_handler), bus_url=bus_url, lease_seconds=0.2) as survivor:
         await survivor.drain(timeout=5)
     assert sorted(survivor_handler.event_ids) == sorted(event["id"] for event in events)
+
+
+# the schema of releases before deliveries were made in bulk by the claim (the fan-out step)
+STORE_BEFORE_FAN_OUT = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+    body BLOB NOT NULL, received_at REAL NOT NULL, UNIQUE (source, id));
+CREATE TABLE deliveries (event_seq INTEGER NOT NULL, handler TEXT NOT NULL, ordering_key TEXT, state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, due_at REAL NOT NULL, lease_owner TEXT, lease_until REAL, last_error TEXT,
+    finished_at REAL, PRIMARY KEY (event_seq, handler)) WITHOUT ROWID;
+"""
+
+
+async def test_a_store_written_before_the_fan_out_step_is_upgraded_and_its_deliveries_handled(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    old_events = EventFactory().many(3, PING, lambda n: {"n": n}, subject_for=lambda _: "one-key")
+    with sqlite3.connect(path) as connection:
+        connection.executescript(STORE_BEFORE_FAN_OUT)
+        for seq, event in enumerate(old_events, start=1):
+            body = msgspec.json.encode(event)
+            connection.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, 0)", (seq, event["source"], event["id"], PING, body)
+            )
+            # the old release made the head READY (4) and the rest of the key WAITING (0)
+            connection.execute(
+                "INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at) "
+                "VALUES (?, 'worker', ?, ?, 0)",
+                (seq, "one-key", 4 if seq == 1 else 0),
+            )
+    new_events = EventFactory().many(2, PING, lambda n: {"n": 10 + n}, subject_for=lambda _: "one-key")
+
+    handler = RecordingHandler("worker")
+    async with BusHarness(recording_registry(handler), bus_url=f"sqlite:///{path}") as bus:
+        assert (await bus.publish(old_events[0])).duplicates == 1  # the old events still count for dedup
+        assert (await bus.publish(*new_events)).accepted == 2
+        await bus.drain()
+    assert handler.event_ids == [event["id"] for event in old_events + new_events]
+
+
+async def test_stored_events_count_as_pending_before_their_deliveries_are_made(tmp_path: Path) -> None:
+    registry = HandlerRegistry()
+    first, second = RecordingHandler("first"), RecordingHandler("second")
+    registry.on(PING, Ping, name="first")(first)
+    registry.on(PING, Ping, name="second")(second)
+    events = EventFactory().many(3, PING, lambda n: {"n": n})
+    async with BusHarness(registry, bus_url=f"sqlite:///{tmp_path / 'events.db'}") as bus:
+        await bus.publish(*events)
+        assert await bus.service.bus.pending_count() == 6  # three events, two handlers each, none claimed yet
+        await bus.service.workers.run_once()
+        assert await bus.service.bus.pending_count() < 6
+        await bus.drain()
+        assert await bus.service.bus.pending_count() == 0
+    assert len(first.event_ids) == len(second.event_ids) == 3

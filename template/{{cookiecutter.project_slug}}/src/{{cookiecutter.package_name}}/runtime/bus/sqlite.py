@@ -1,5 +1,9 @@
 """The embedded bus: one SQLite file in WAL mode (or an in-memory database for tests), no server.
 
+Ingest writes only the event row (with its ordering key and handler names); the next claim turns every stored
+event into its deliveries with one set-based statement (FAN_OUT). Per-row work on the ingest path is what limited
+throughput (docs/performance.md).
+
 Several processes on one host may share the file: deliveries are claimed with a lease, and a claim that is not
 completed before its lease ends (the process died) is handed out again.
 """
@@ -8,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import sqlite3
 import time
 import uuid
@@ -16,7 +22,7 @@ from pathlib import Path
 
 from ..settings import Settings
 from .base import DeadLetter, Delivery, NewEvent
-from .store_thread import StoreThread
+from .loop_store import LoopStore
 
 # A delivery is WAITING behind an earlier open delivery of the same handler and ordering key, or READY (the head
 # of its queue: claimable once due), CLAIMED by a process under a lease, or DEAD (dead-lettered). Only heads are
@@ -24,6 +30,8 @@ from .store_thread import StoreThread
 WAITING, CLAIMED, DEAD, READY = 0, 1, 3, 4
 OPEN_STATES = (WAITING, CLAIMED, READY)
 PURGE_EVERY_SECONDS = 60.0
+# events turned into deliveries per claim: bounds how long one claim holds the event loop
+FAN_OUT_LIMIT = 2000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -33,6 +41,8 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL,
     body BLOB NOT NULL,
     received_at REAL NOT NULL,
+    ordering_key TEXT,
+    handlers TEXT,
     UNIQUE (source, id)
 );
 CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at);
@@ -53,6 +63,39 @@ CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, event_seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_key, state, event_seq);
 """
 
+# events whose deliveries are not made yet (handlers is cleared by the fan-out): a small index, as the fan-out
+# keeps up with ingest
+FAN_OUT_INDEX = "CREATE INDEX IF NOT EXISTS events_to_fan_out ON events (seq) WHERE handlers IS NOT NULL"
+
+# stores written before the fan-out step: their events have deliveries already (handlers stays NULL)
+MIGRATE_TO_FAN_OUT = (
+    "ALTER TABLE events ADD COLUMN ordering_key TEXT",
+    "ALTER TABLE events ADD COLUMN handlers TEXT",
+)
+
+# Stored events up to seq ?1 become one delivery per handler, in one statement. SQLite computes the whole SELECT
+# before inserting, so the EXISTS sees only deliveries from earlier fan-outs: within this one, only the first
+# event of each (handler, key) may be a head, and only when that queue has no open delivery already.
+FAN_OUT = """
+INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at)
+SELECT seq, handler, ordering_key,
+       CASE WHEN ordering_key IS NULL THEN 4
+            WHEN first_of_key = 1 AND NOT EXISTS (
+                SELECT 1 FROM deliveries AS d
+                WHERE d.handler = fanned.handler AND d.ordering_key = fanned.ordering_key AND d.state IN (0, 1, 4))
+            THEN 4
+            ELSE 0 END,
+       received_at
+FROM (
+    SELECT e.seq, h.value AS handler, e.ordering_key, e.received_at,
+           row_number() OVER (PARTITION BY h.value, e.ordering_key ORDER BY e.seq) AS first_of_key
+    FROM events AS e, json_each(e.handlers) AS h
+    WHERE e.handlers IS NOT NULL AND e.seq <= ?1
+) AS fanned
+ORDER BY seq
+"""
+
+
 CLAIMABLE = """
 SELECT d.event_seq, d.handler, d.attempts, e.body
 FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq
@@ -61,10 +104,6 @@ ORDER BY d.event_seq
 LIMIT ?2
 """
 
-# the queue of (handler, key) holds an open delivery already: the new one waits behind it
-HAS_OPEN = """
-SELECT 1 FROM deliveries WHERE handler = ? AND ordering_key = ? AND state IN (0, 1, 4) LIMIT 1
-"""
 
 # the next delivery of a (handler, key) queue becomes its head
 PROMOTE_NEXT = """
@@ -104,7 +143,7 @@ class SQLiteBus:
         self._lease_seconds = lease_seconds
         self._retention = dedup_retention_seconds
         self._owner = uuid.uuid4().hex
-        self._store = StoreThread(self._connect)
+        self._store = LoopStore(self._connect, None if path == ":memory:" else self._connect_checkpointer)
         self._work = asyncio.Event()
         self._last_purge = 0.0
 
@@ -127,8 +166,20 @@ class SQLiteBus:
         connection.execute("PRAGMA journal_mode = WAL")
         # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        # the key index takes inserts all over the file when a backlog builds: keep its pages in memory (64 MiB)
+        connection.execute("PRAGMA cache_size = -65536")
         connection.executescript(SCHEMA)
+        _migrate(connection)
         connection.execute(REPAIR_HEADS)
+        return connection
+
+    def _connect_checkpointer(self) -> sqlite3.Connection:
+        """The checkpoint thread's own connection: it copies the WAL into the database file and fsyncs it."""
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         return connection
 
     async def open(self) -> None:
@@ -198,27 +249,32 @@ class SQLiteBus:
 
 
 def _append(connection: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> list[int | None]:
+    # only the event is written here: its deliveries are made in bulk by the next claim (_fan_out)
     positions: list[int | None] = []
     for new in events:
         event = new.event
         cursor = connection.execute(
-            "INSERT OR IGNORE INTO events (source, id, type, body, received_at) VALUES (?, ?, ?, ?, ?)",
-            (event.source, event.id, event.type, new.body, now),
+            "INSERT OR IGNORE INTO events (source, id, type, body, received_at, ordering_key, handlers) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event.source, event.id, event.type, new.body, now, event.ordering_key, _handler_list(new.handlers)),
         )
-        if cursor.rowcount == 0:
-            positions.append(None)
-            continue
-        seq = cursor.lastrowid
-        key = event.ordering_key
-        rows = []
-        for handler in new.handlers:
-            behind = key is not None and connection.execute(HAS_OPEN, (handler, key)).fetchone() is not None
-            rows.append((seq, handler, key, WAITING if behind else READY, now))
-        connection.executemany(
-            "INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at) VALUES (?, ?, ?, ?, ?)", rows
-        )
-        positions.append(seq)
+        positions.append(cursor.lastrowid if cursor.rowcount else None)
     return positions
+
+
+@functools.lru_cache(maxsize=256)
+def _handler_list(handlers: tuple[str, ...]) -> str:
+    return json.dumps(handlers)
+
+
+def _fan_out(connection: sqlite3.Connection, limit: int) -> None:
+    """Turn up to `limit` stored events into their deliveries, oldest first."""
+    (up_to,) = connection.execute(
+        "SELECT max(seq) FROM (SELECT seq FROM events WHERE handlers IS NOT NULL ORDER BY seq LIMIT ?)", (limit,)
+    ).fetchone()
+    if up_to is not None:
+        connection.execute(FAN_OUT, (up_to,))
+        connection.execute("UPDATE events SET handlers = NULL WHERE handlers IS NOT NULL AND seq <= ?", (up_to,))
 
 
 def _claim(
@@ -236,10 +292,11 @@ def _claim(
     )
     if purge_before is not None:
         connection.execute(
-            "DELETE FROM events WHERE received_at < ? AND NOT EXISTS "
+            "DELETE FROM events WHERE received_at < ? AND handlers IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
             (purge_before,),
         )
+    _fan_out(connection, FAN_OUT_LIMIT)
     rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
     connection.executemany(
         "UPDATE deliveries SET state = 1, lease_owner = ?, lease_until = ? WHERE event_seq = ? AND handler = ?",
@@ -314,8 +371,21 @@ def _release(connection: sqlite3.Connection, owner: str) -> None:
 
 
 def _pending_count(connection: sqlite3.Connection) -> int:
-    row = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1, 4)").fetchone()
-    return int(row[0])
+    (open_deliveries,) = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1, 4)").fetchone()
+    (not_fanned_out,) = connection.execute(
+        "SELECT coalesce(sum(json_array_length(handlers)), 0) FROM events WHERE handlers IS NOT NULL"
+    ).fetchone()
+    return int(open_deliveries) + int(not_fanned_out)
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
+    for statement in MIGRATE_TO_FAN_OUT:
+        column = statement.split()[-2]
+        if column not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                connection.execute(statement)
+    connection.execute(FAN_OUT_INDEX)
 
 
 def _ping(connection: sqlite3.Connection) -> None:

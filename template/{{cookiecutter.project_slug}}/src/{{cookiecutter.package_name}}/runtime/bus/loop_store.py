@@ -1,0 +1,129 @@
+"""One SQLite connection used on the event loop's own thread; every job queued in one turn of the loop commits in
+one transaction.
+
+Why not a thread: on one core a store thread costs more in hand-offs and GIL switches than SQLite costs in work
+(docs/performance.md). A WAL commit with synchronous=NORMAL is a write() without fsync, so it is cheap enough to run
+on the loop; the fsyncs happen in checkpoints, which a small thread runs on its own connection, outside the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..logs import get_logger
+
+log = get_logger(__name__)
+ResultT = TypeVar("ResultT")
+Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+CHECKPOINT_EVERY_SECONDS = 0.5
+
+
+class LoopStore:
+    """Runs `job(connection, *args)` calls in batches, one transaction per turn of the event loop."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        checkpoint_connect: Callable[[], sqlite3.Connection] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._checkpoint_connect = checkpoint_connect
+        self._connection: sqlite3.Connection | None = None
+        self._pending: list[Job] = []
+        self._flush_scheduled = False
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+            if self._checkpoint_connect is not None:
+                self._stop_checkpoints.clear()
+                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="wal-checkpoint", daemon=True)
+                self._checkpointer.start()
+
+    async def call(self, job: Callable[..., ResultT], *args: Any) -> ResultT:
+        if self._connection is None:
+            raise sqlite3.ProgrammingError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ResultT] = loop.create_future()
+        self._pending.append((job, args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    async def stop(self) -> None:
+        if self._pending:
+            self._flush()
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            self._checkpointer = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        connection = self._connection
+        if connection is None:
+            error = sqlite3.ProgrammingError("the store was closed")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, _, future), (ok, value) in zip(batch, self._run_batch(connection, batch), strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: list[Job]) -> list[tuple[bool, Any]]:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            outcomes = [(True, job(connection, *args)) for job, args, _ in batch]
+            connection.execute("COMMIT")
+            return outcomes
+        except Exception:  # noqa: BLE001 - isolate the failing job: run each in its own transaction
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return [self._run_alone(connection, job, args) for job, args, _ in batch]
+
+    @staticmethod
+    def _run_alone(connection: sqlite3.Connection, job: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            result = job(connection, *args)
+            connection.execute("COMMIT")
+            return True, result
+        except Exception as error:  # noqa: BLE001 - handed to the coroutine that awaits this job
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return False, error
+
+    def _checkpoint_loop(self) -> None:
+        if self._checkpoint_connect is None:
+            return
+        connection = self._checkpoint_connect()
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
+                self._checkpoint(connection)
+            self._checkpoint(connection)
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _checkpoint(connection: sqlite3.Connection) -> None:
+        # PASSIVE never waits for writers or readers; what it cannot copy now, the next round copies
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            log.exception("wal_checkpoint_failed")
