@@ -1,6 +1,6 @@
 """The throughput benchmark still runs end to end (figures are not checked: 1 s per variant is only a smoke run).
 
-Cost: about 10-15 s (four servers started one after another, 1 s of wrk each).
+Cost: about 15-20 s (six servers started one after another, 1 s of wrk each).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def test_benchmark_measures_baseline_ceiling_and_service_side_by_side(bake_proje
         "| raw ASGI no-op, uvicorn (ceiling)",
         "| baked service, single events",
         "| baked service, batches of 100",
+        "| baked service, ingest process, single events",
+        "| baked service, ingest process, batches of 100",
     ]
     assert "service-single/baseline = " in result.stdout and "service-single/ceiling = " in result.stdout
+    assert "ingest-single/baseline = " in result.stdout and "ingest-single/ceiling = " in result.stdout
     assert all(row.rstrip(" |").endswith("| 0") for row in rows), "a server answered with errors"

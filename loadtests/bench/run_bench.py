@@ -78,7 +78,13 @@ VARIANTS = {
     "noop": Variant("raw ASGI no-op, uvicorn (ceiling)", 1, "/events", server="noop"),
     "service-single": Variant("baked service, single events", 1, "/events", TOKEN, server="service"),
     "service-batch": Variant(f"baked service, batches of {BATCH_SIZE}", BATCH_SIZE, "/events", TOKEN, server="service"),
+    # the same service with its workers in another process (`serve --no-workers`): ingest alone on the core
+    "ingest-single": Variant("baked service, ingest process, single events", 1, "/events", TOKEN, server="ingest"),
+    "ingest-batch": Variant(
+        f"baked service, ingest process, batches of {BATCH_SIZE}", BATCH_SIZE, "/events", TOKEN, server="ingest"
+    ),
 }
+SERVICE_SERVERS = ("service", "ingest")
 
 
 def free_port() -> int:
@@ -226,12 +232,9 @@ def server_commands(args, service_dir: Path | None) -> dict[str, tuple[list[str]
             "SERVICE_LOG_LEVEL": "WARNING",
             "SERVICE_BUS_URL": "sqlite:///{workdir}/events.db",
         }
-        commands["service"] = (
-            [args.service_python, "-m", args.package, "serve", "--port", "{port}"],
-            "/readyz",
-            env,
-            service_dir,
-        )
+        serve = [args.service_python, "-m", args.package, "serve", "--port", "{port}"]
+        commands["service"] = (serve, "/readyz", env, service_dir)
+        commands["ingest"] = ([*serve, "--no-workers"], "/readyz", env, service_dir)
     return commands
 
 
@@ -252,7 +255,7 @@ def started(key: str, commands, workdir: Path):
     command = [part.replace("{port}", str(port)) for part in command]
     # replace, not str.format: inherited variables (MAKEFLAGS...) may hold braces
     env = {name: value.replace("{workdir}", str(workdir)) for name, value in env.items()}
-    if key == "service":  # a fresh store per start: each round measures the same empty-database case
+    if key in SERVICE_SERVERS:  # a fresh store per start: each round measures the same empty-database case
         for leftover in workdir.glob("events.db*"):
             leftover.unlink()
     with running_server(command, f"http://127.0.0.1:{port}{ready_path}", env, cwd, workdir / f"{key}.log") as proc:
@@ -348,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as temp:
         workdir = Path(temp)
         service_dir = None
-        if any(VARIANTS[name].server == "service" for name in chosen):
+        if any(VARIANTS[name].server in SERVICE_SERVERS for name in chosen):
             service_dir = args.service_dir.resolve() if args.service_dir else bake_service(workdir / "bake")
         commands = server_commands(args, service_dir)
         results = {name: Result(VARIANTS[name]) for name in chosen}
@@ -370,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.half_rate:
             for name in chosen:
                 variant = VARIANTS[name]
-                if variant.server != "service":
+                if variant.server not in SERVICE_SERVERS:
                     continue
                 target = results[name].median.events_per_second(variant) / 2
                 with started(variant.server, commands, workdir) as (url, _process):
@@ -541,7 +544,7 @@ def render(results: dict[str, Result], half_rate, end_to_end, args, machine: str
         )
     rates = {name: r.median.events_per_second(r.variant) for name, r in results.items()}
     ratios = []
-    for service in ("service-single", "service-batch"):
+    for service in ("service-single", "service-batch", "ingest-single", "ingest-batch"):
         for reference, label in (("flask", "baseline"), ("noop", "ceiling")):
             if service in rates and reference in rates and rates[reference]:
                 ratios.append(f"{service}/{label} = {rates[service] / rates[reference]:.2f}x")

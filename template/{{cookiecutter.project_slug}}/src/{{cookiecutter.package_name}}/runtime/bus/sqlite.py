@@ -105,13 +105,13 @@ LIMIT ?2
 """
 
 
-# the next delivery of a (handler, key) queue becomes its head
+# the next delivery of a (handler, key) queue becomes its head. Called only when the head itself left the queue
+# (completed or dead-lettered), so no check for another head: a queue has at most one, and only heads are claimed.
 PROMOTE_NEXT = """
 UPDATE deliveries SET state = 4
 WHERE (event_seq, handler) = (
     SELECT event_seq, handler FROM deliveries
     WHERE handler = ?1 AND ordering_key = ?2 AND state = 0 ORDER BY event_seq LIMIT 1)
-  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE handler = ?1 AND ordering_key = ?2 AND state IN (1, 4))
 """
 
 # after a replay, or on a store written by an older release: every queue without a head gets its first one
@@ -309,15 +309,17 @@ def _claim(
 
 def _complete(connection: sqlite3.Connection, seq: int, handler: str) -> None:
     finished = connection.execute(
-        "DELETE FROM deliveries WHERE event_seq = ? AND handler = ? RETURNING ordering_key", (seq, handler)
+        "DELETE FROM deliveries WHERE event_seq = ? AND handler = ? RETURNING ordering_key, state", (seq, handler)
     ).fetchone()
-    _promote_next(connection, handler, finished)
+    # a late completion (the lease ran out) may remove a row dead-lettered meanwhile: that one was no head
+    if finished is not None and finished[1] in (CLAIMED, READY):
+        _promote_next(connection, handler, finished[0])
 
 
-def _promote_next(connection: sqlite3.Connection, handler: str, finished: tuple[str | None] | None) -> None:
-    """The delivery that just left its queue's head made room: the next of its ordering key moves up."""
-    if finished is not None and finished[0] is not None:
-        connection.execute(PROMOTE_NEXT, (handler, finished[0]))
+def _promote_next(connection: sqlite3.Connection, handler: str, ordering_key: str | None) -> None:
+    """The head of a (handler, key) queue just left it: the next delivery of that key moves up."""
+    if ordering_key is not None:
+        connection.execute(PROMOTE_NEXT, (handler, ordering_key))
 
 
 def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, due_at: float, error: str) -> None:
@@ -332,10 +334,11 @@ def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int
 def _dead_letter(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, error: str, now: float) -> None:
     finished = connection.execute(
         "UPDATE deliveries SET state = 3, attempts = ?, last_error = ?, finished_at = ?, lease_owner = NULL, "
-        "lease_until = NULL WHERE event_seq = ? AND handler = ? RETURNING ordering_key",
+        "lease_until = NULL WHERE event_seq = ? AND handler = ? AND state IN (1, 4) RETURNING ordering_key",
         (attempts, error, now, seq, handler),
     ).fetchone()
-    _promote_next(connection, handler, finished)
+    if finished is not None:
+        _promote_next(connection, handler, finished[0])
 
 
 def _dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
