@@ -94,6 +94,27 @@ async def test_a_non_retryable_error_goes_straight_to_the_dead_letters(
     assert letters[0].last_error.startswith("NonRetryableError")
 
 
+async def test_a_handler_slower_than_its_timeout_is_cut_off_and_dead_lettered(
+    bus_url: str, event_factory: EventFactory
+) -> None:
+    calls = 0
+
+    async def hangs(data: Ping, context: HandlerContext) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(5)
+
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="hangs")(hangs)
+    async with BusHarness(registry, bus_url=bus_url, max_attempts=2, handler_timeout_seconds=0.05) as bus:
+        await bus.publish(event_factory.event(PING, {"n": 1}))
+        await bus.drain(timeout=3)
+        letters = await bus.dead_letters()
+    assert calls == 2
+    assert [letter.handler for letter in letters] == ["hangs"]
+    assert letters[0].last_error.startswith("TimeoutError: the handler took longer than")
+
+
 async def test_replayed_dead_letters_are_delivered_again(bus_url: str, event_factory: EventFactory) -> None:
     # fails its first 2 tries per event, so with max_attempts=2 it dead-letters, and succeeds once replayed
     recovering = FlakyHandler(failures=2, name="recovering")

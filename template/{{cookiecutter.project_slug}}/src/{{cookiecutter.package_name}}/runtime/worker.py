@@ -144,17 +144,18 @@ class Workers:
             await self._give_up(delivery, event, f"no handler named {delivery.handler!r} in this release")
             return
         attempt = delivery.attempts + 1
+        series = self._metrics.series(delivery.handler, event.type)
         started = time.perf_counter()
         try:
             result = await self._call(subscription, event, attempt)
         except Exception as error:  # noqa: BLE001 - any handler failure is retried or dead-lettered
-            self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
-            self._metrics.failed.labels(delivery.handler, event.type).inc()
+            series.duration.observe(time.perf_counter() - started)
+            series.failed.inc()
             await self._failed(delivery, event, subscription, error)
             return
-        self._metrics.handler_duration.labels(delivery.handler).observe(time.perf_counter() - started)
+        series.duration.observe(time.perf_counter() - started)
         await self._bus.complete(delivery)
-        self._metrics.processed.labels(delivery.handler, event.type).inc()
+        series.processed.inc()
         # no bind() here: on the hot path a filtered-out debug call must cost next to nothing
         log.debug(
             "event_processed", event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=attempt
@@ -174,7 +175,9 @@ class Workers:
         else:
             # sync handlers run in a thread so they cannot stall ingress
             call = asyncio.to_thread(subscription.function, data, context)
-        return await asyncio.wait_for(call, self._handler_timeout)
+        # a deadline on this task, not wait_for's extra task per delivery
+        async with asyncio.timeout(self._handler_timeout):
+            return await call
 
     async def _failed(
         self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception
@@ -194,11 +197,11 @@ class Workers:
         delay = self._retry.delay(failed_attempts)
         bound.warning("event_retry_scheduled", error=message, retry_in_seconds=round(delay, 3))
         await self._bus.retry(delivery, message, delay)
-        self._metrics.retried.labels(delivery.handler, event.type).inc()
+        self._metrics.series(delivery.handler, event.type).retried.inc()
 
     async def _give_up(self, delivery: Delivery, event: CloudEvent, message: str) -> None:
         await self._bus.dead_letter(delivery, message)
-        self._metrics.dead_lettered.labels(delivery.handler, event.type).inc()
+        self._metrics.series(delivery.handler, event.type).dead_lettered.inc()
         self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "dead_lettered", error=message))
 
     def _settle(self, delivery: Delivery, outcome: HandlerOutcome) -> None:

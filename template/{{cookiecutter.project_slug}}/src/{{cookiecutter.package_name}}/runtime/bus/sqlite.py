@@ -31,7 +31,7 @@ WAITING, CLAIMED, DEAD, READY = 0, 1, 3, 4
 OPEN_STATES = (WAITING, CLAIMED, READY)
 PURGE_EVERY_SECONDS = 60.0
 # events turned into deliveries per claim: bounds how long one claim holds the event loop
-FAN_OUT_LIMIT = 2000
+FAN_OUT_LIMIT = 500
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -166,8 +166,11 @@ class SQLiteBus:
         connection.execute("PRAGMA journal_mode = WAL")
         # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-        # checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop
-        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        # Checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop. Under
+        # steady writes its PASSIVE checkpoints never catch up with the end of the WAL, so the WAL would only grow:
+        # past 32 MiB a commit finishes the checkpoint itself (little is left to copy) and the WAL starts over.
+        connection.execute("PRAGMA wal_autocheckpoint = 8192")
+        connection.execute("PRAGMA journal_size_limit = 67108864")
         # the key index takes inserts all over the file when a backlog builds: keep its pages in memory (64 MiB)
         connection.execute("PRAGMA cache_size = -65536")
         connection.executescript(SCHEMA)
