@@ -3,12 +3,17 @@ one transaction.
 
 Why not a thread: on one core a store thread costs more in hand-offs and GIL switches than SQLite costs in work
 (docs/performance.md). A WAL commit with synchronous=NORMAL is a write() without fsync, so it is cheap enough to run
-on the loop; the fsyncs happen in checkpoints, which a small thread runs on its own connection, outside the loop.
+on the loop. The fsyncs happen in checkpoints, which a thread at the lowest CPU priority runs on its own connection:
+PASSIVE rounds copy the WAL into the database without waiting for the writer, and once the copy has caught up and
+the WAL is large, one RESTART lets the next commit start the file over. A checkpoint inside a commit, SQLite's
+default, stalled the loop for ~35 ms every few seconds at half load (docs/performance.md, run 5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -20,6 +25,8 @@ log = get_logger(__name__)
 ResultT = TypeVar("ResultT")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 CHECKPOINT_EVERY_SECONDS = 0.5
+CATCH_UP_ROUNDS = 20
+RESTART_AFTER_FRAMES = 4096
 
 
 class LoopStore:
@@ -112,18 +119,32 @@ class LoopStore:
     def _checkpoint_loop(self) -> None:
         if self._checkpoint_connect is None:
             return
+        # lowest CPU priority for this thread only (Linux nice is per thread): copying pages must not take the
+        # core from the event loop; it runs whenever the loop waits
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         connection = self._checkpoint_connect()
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
-                self._checkpoint(connection)
+                # Repeat while commits keep adding frames: each round copies only what came during the last one,
+                # so it soon finishes between two commits. A WAL copied to its end lets the next commit start the
+                # file over; otherwise the WAL only grows, until a commit has to checkpoint it on the event loop.
+                for _ in range(CATCH_UP_ROUNDS):
+                    wal_frames, caught_up = self._checkpoint(connection)
+                    if caught_up:
+                        if wal_frames > RESTART_AFTER_FRAMES:
+                            self._checkpoint(connection, "RESTART")
+                        break
             self._checkpoint(connection)
         finally:
             connection.close()
 
     @staticmethod
-    def _checkpoint(connection: sqlite3.Connection) -> None:
-        # PASSIVE never waits for writers or readers; what it cannot copy now, the next round copies
+    def _checkpoint(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
+        """One PASSIVE checkpoint (it never waits for the writer); True when the whole WAL is in the database."""
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            ((_, wal_frames, copied_frames),) = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error:
             log.exception("wal_checkpoint_failed")
+            return 0, True
+        return wal_frames, copied_frames >= wal_frames

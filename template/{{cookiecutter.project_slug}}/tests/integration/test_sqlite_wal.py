@@ -1,0 +1,60 @@
+"""The SQLite store under steady writes: its checkpoint thread keeps the WAL file from growing without bound."""
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.runtime.bus import loop_store
+from {{ cookiecutter.package_name }}.runtime.bus.loop_store import LoopStore
+
+ROW = b"x" * 400
+
+
+def connect_to(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout = 5000")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA wal_autocheckpoint = 0")  # as the bus: only the checkpoint thread copies
+    return connection
+
+
+def largest_wal_while_writing(path: Path, seconds: float) -> int:
+    """Commit small transactions from another connection, with short pauses as a busy service has them;
+    the WAL file's largest size meanwhile."""
+    writer = connect_to(path)
+    writer.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY, body BLOB)")
+    largest = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.executemany("INSERT INTO rows (body) VALUES (?)", [(ROW,)] * 20)
+        writer.execute("COMMIT")
+        largest = max(largest, (path.parent / f"{path.name}-wal").stat().st_size)
+        time.sleep(0.001)
+    writer.close()
+    return largest
+
+
+async def largest_wal_with(path: Path, monkeypatch: pytest.MonkeyPatch, restart_after_frames: int) -> int:
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", restart_after_frames)
+    store = LoopStore(lambda: connect_to(path), lambda: connect_to(path))
+    store.start()
+    try:
+        return await asyncio.to_thread(largest_wal_while_writing, path, 1.5)
+    finally:
+        await store.stop()
+
+
+async def test_the_checkpoint_thread_starts_the_wal_over_under_steady_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    # the control: the same writes without the RESTART step, so the bound below is not a given
+    without_restarts = await largest_wal_with(tmp_path / "control.db", monkeypatch, 10**9)
+    with_restarts = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
+    assert without_restarts > 4 * 1024 * 1024, f"the control's WAL stayed at {without_restarts} bytes"
+    assert with_restarts < without_restarts / 4, f"WAL: {with_restarts} bytes, {without_restarts} without restarts"
