@@ -25,7 +25,7 @@ log = get_logger(__name__)
 ResultT = TypeVar("ResultT")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 CHECKPOINT_EVERY_SECONDS = 0.5
-CATCH_UP_ROUNDS = 20
+CATCH_UP_ROUNDS = 3
 RESTART_AFTER_FRAMES = 4096
 
 
