@@ -15,14 +15,16 @@ _SHOW_STAT = (
     "s.sendall(b'show stat\\n'); print(s.makefile().read())\""
 )
 
-# Events of one source in the host's SQLite bus: those with no open delivery left were handled by every handler.
+# Events of one source in the host's SQLite bus: those whose deliveries were made (handlers cleared by the fan-out)
+# and none of them is left were handled by every handler; open counts the deliveries still to make as well.
 _STORED_EVENTS = """python3 - <<'PY'
 import json, sqlite3
 connection = sqlite3.connect("{db}")
 handled = [row[0] for row in connection.execute(
-    "SELECT id FROM events WHERE source = ? AND NOT EXISTS "
+    "SELECT id FROM events WHERE source = ? AND handlers IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM deliveries AS d WHERE d.event_seq = events.seq)", ("{source}",))]
-open_deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+open_deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0] + connection.execute(
+    "SELECT coalesce(sum(json_array_length(handlers)), 0) FROM events WHERE handlers IS NOT NULL").fetchone()[0]
 dead = connection.execute("SELECT count(*) FROM deliveries WHERE state = 3").fetchone()[0]
 print(json.dumps({{"handled": handled, "open": open_deliveries, "dead": dead}}))
 PY"""
