@@ -548,7 +548,7 @@ def render(results: dict[str, Result], half_rate, end_to_end, args, machine: str
         )
     rates = {name: r.median.events_per_second(r.variant) for name, r in results.items()}
     ratios = []
-    for service in ("service-single", "service-batch", "ingest-single", "ingest-batch"):
+    for service in (name for name, variant in VARIANTS.items() if variant.server in SERVICE_SERVERS):
         for reference, label in (("flask", "baseline"), ("noop", "ceiling")):
             if service in rates and reference in rates and rates[reference]:
                 ratios.append(f"{service}/{label} = {rates[service] / rates[reference]:.2f}x")

@@ -50,7 +50,9 @@ class LoopStore:
             self._connection = self._connect()
             if self._checkpoint_connect is not None:
                 self._stop_checkpoints.clear()
-                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="wal-checkpoint", daemon=True)
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, args=(self._checkpoint_connect,), name="wal-checkpoint", daemon=True
+                )
                 self._checkpointer.start()
 
     async def call(self, job: Callable[..., ResultT], *args: Any) -> ResultT:
@@ -116,14 +118,12 @@ class LoopStore:
                 connection.execute("ROLLBACK")
             return False, error
 
-    def _checkpoint_loop(self) -> None:
-        if self._checkpoint_connect is None:
-            return
+    def _checkpoint_loop(self, connect: Callable[[], sqlite3.Connection]) -> None:
         # lowest CPU priority for this thread only (Linux nice is per thread): copying pages must not take the
         # core from the event loop; it runs whenever the loop waits
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        connection = self._checkpoint_connect()
+        connection = connect()
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
                 # Repeat while commits keep adding frames: each round copies only what came during the last one,
@@ -141,7 +141,7 @@ class LoopStore:
 
     @staticmethod
     def _checkpoint(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
-        """One PASSIVE checkpoint (it never waits for the writer); True when the whole WAL is in the database."""
+        """One checkpoint (PASSIVE never waits for the writer): the WAL's frames, and whether all are copied."""
         try:
             ((_, wal_frames, copied_frames),) = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error:

@@ -67,11 +67,9 @@ CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_ke
 # keeps up with ingest
 FAN_OUT_INDEX = "CREATE INDEX IF NOT EXISTS events_to_fan_out ON events (seq) WHERE handlers IS NOT NULL"
 
-# stores written before the fan-out step: their events have deliveries already (handlers stays NULL)
-MIGRATE_TO_FAN_OUT = (
-    "ALTER TABLE events ADD COLUMN ordering_key TEXT",
-    "ALTER TABLE events ADD COLUMN handlers TEXT",
-)
+# events columns that stores written before the fan-out step lack; their events have deliveries already, so
+# handlers stays NULL for them. The fan-out index needs the handlers column, hence it is made after this.
+FAN_OUT_COLUMNS = ("ordering_key", "handlers")
 
 # Stored events up to seq ?1 become one delivery per handler, in one statement. SQLite computes the whole SELECT
 # before inserting, so the EXISTS sees only deliveries from earlier fan-outs: within this one, only the first
@@ -143,7 +141,8 @@ class SQLiteBus:
         self._lease_seconds = lease_seconds
         self._retention = dedup_retention_seconds
         self._owner = uuid.uuid4().hex
-        self._store = LoopStore(self._connect, None if path == ":memory:" else self._connect_checkpointer)
+        # the checkpoint thread gets its own connection: it copies the WAL into the database file and fsyncs it
+        self._store = LoopStore(self._connect, None if path == ":memory:" else self._open)
         self._work = asyncio.Event()
         self._last_purge = 0.0
 
@@ -158,17 +157,21 @@ class SQLiteBus:
             dedup_retention_seconds=settings.dedup_retention_seconds,
         )
 
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return connection
+
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout = 5000")
+        connection = self._open()
         connection.execute("PRAGMA journal_mode = WAL")
-        # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
-        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-        # Checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop. Under
-        # steady writes its PASSIVE checkpoints never catch up with the end of the WAL, so the WAL would only grow:
-        # past 32 MiB a commit finishes the checkpoint itself (little is left to copy) and the WAL starts over.
+        # Checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop. Should
+        # that thread fall behind, a commit past 32 MiB of WAL checkpoints it itself, and the file is cut back to
+        # 64 MiB once it starts over.
         connection.execute("PRAGMA wal_autocheckpoint = 8192")
         connection.execute("PRAGMA journal_size_limit = 67108864")
         # the key index takes inserts all over the file when a backlog builds: keep its pages in memory (64 MiB)
@@ -176,13 +179,6 @@ class SQLiteBus:
         connection.executescript(SCHEMA)
         _migrate(connection)
         connection.execute(REPAIR_HEADS)
-        return connection
-
-    def _connect_checkpointer(self) -> sqlite3.Connection:
-        """The checkpoint thread's own connection: it copies the WAL into the database file and fsyncs it."""
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout = 5000")
-        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         return connection
 
     async def open(self) -> None:
@@ -386,11 +382,10 @@ def _pending_count(connection: sqlite3.Connection) -> int:
 
 def _migrate(connection: sqlite3.Connection) -> None:
     columns = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
-    for statement in MIGRATE_TO_FAN_OUT:
-        column = statement.split()[-2]
+    for column in FAN_OUT_COLUMNS:
         if column not in columns:
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                connection.execute(statement)
+                connection.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
     connection.execute(FAN_OUT_INDEX)
 
 
