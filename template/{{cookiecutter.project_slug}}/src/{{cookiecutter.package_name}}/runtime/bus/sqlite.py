@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS events (
     handlers TEXT,
     UNIQUE (source, id)
 );
-CREATE INDEX IF NOT EXISTS events_by_received_at ON events (received_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     event_seq INTEGER NOT NULL,
     handler TEXT NOT NULL,
@@ -247,18 +246,46 @@ class SQLiteBus:
         self._work.clear()
 
 
+INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (source, id, type, body, received_at, ordering_key, handlers) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def _append(connection: sqlite3.Connection, events: Sequence[NewEvent], now: float) -> list[int | None]:
     # only the event is written here: its deliveries are made in bulk by the next claim (_fan_out)
-    positions: list[int | None] = []
-    for new in events:
-        event = new.event
-        cursor = connection.execute(
-            "INSERT OR IGNORE INTO events (source, id, type, body, received_at, ordering_key, handlers) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event.source, event.id, event.type, new.body, now, event.ordering_key, _handler_list(new.handlers)),
+    rows = [
+        (
+            new.event.source,
+            new.event.id,
+            new.event.type,
+            new.body,
+            now,
+            new.event.ordering_key,
+            _handler_list(new.handlers),
         )
-        positions.append(cursor.lastrowid if cursor.rowcount else None)
-    return positions
+        for new in events
+    ]
+    if len(rows) == 1:  # a single event, the common request: one statement
+        cursor = connection.execute(INSERT_EVENT, rows[0])
+        return [cursor.lastrowid if cursor.rowcount else None]
+    inserted = connection.executemany(INSERT_EVENT, rows).rowcount
+    if inserted == 0:
+        return [None] * len(rows)
+    # The write lock is held, so the new rows took consecutive seqs (SQLite's rowid is max + 1), the last one
+    # known: with no duplicate among them, the positions follow without reading anything back.
+    (last_seq,) = connection.execute("SELECT last_insert_rowid()").fetchone()
+    first_seq = last_seq - inserted + 1
+    if inserted == len(rows):
+        return list(range(first_seq, last_seq + 1))
+    stored = {
+        (source, event_id): seq
+        for seq, source, event_id in connection.execute(
+            "SELECT seq, source, id FROM events WHERE seq >= ?", (first_seq,)
+        )
+    }
+    # a repeated id within the request: only its first copy was stored
+    return [stored.pop((source, event_id), None) for source, event_id, *_ in rows]
 
 
 @functools.lru_cache(maxsize=256)
@@ -276,6 +303,38 @@ def _fan_out(connection: sqlite3.Connection, limit: int) -> None:
         connection.execute("UPDATE events SET handlers = NULL WHERE handlers IS NOT NULL AND seq <= ?", (up_to,))
 
 
+def _purge(connection: sqlite3.Connection, before: float) -> None:
+    """Forget events received before `before` whose deliveries are all done: their ids may be accepted again.
+
+    Events are stamped in the order they are stored, so the old ones are the lowest seqs, and a bisection over seq
+    finds where they end. An index on received_at would do the same, at the cost of one more index insert per event.
+    """
+    cut = _last_seq_received_before(connection, before)
+    if cut is not None:
+        # received_at is checked again: should the clock have stepped back, nothing younger than the window goes
+        connection.execute(
+            "DELETE FROM events WHERE seq <= ? AND received_at < ? AND handlers IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
+            (cut, before),
+        )
+
+
+def _last_seq_received_before(connection: sqlite3.Connection, before: float) -> int | None:
+    low, high = connection.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+    cut = None
+    while low is not None and low <= high:
+        middle = (low + high) // 2
+        # seqs have gaps (purged events): look at the first stored event from the middle on
+        row = connection.execute(
+            "SELECT seq, received_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (middle,)
+        ).fetchone()
+        if row is not None and row[1] < before:
+            cut, low = row[0], row[0] + 1
+        else:
+            high = middle - 1
+    return cut
+
+
 def _claim(
     connection: sqlite3.Connection,
     owner: str,
@@ -290,11 +349,7 @@ def _claim(
         (now,),
     )
     if purge_before is not None:
-        connection.execute(
-            "DELETE FROM events WHERE received_at < ? AND handlers IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM deliveries WHERE deliveries.event_seq = events.seq)",
-            (purge_before,),
-        )
+        _purge(connection, purge_before)
     _fan_out(connection, FAN_OUT_LIMIT)
     rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
     connection.executemany(
@@ -387,6 +442,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
                 connection.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
     connection.execute(FAN_OUT_INDEX)
+    # stores from earlier releases: the purge no longer reads this index (see _purge), and it costs every insert
+    connection.execute("DROP INDEX IF EXISTS events_by_received_at")
 
 
 def _ping(connection: sqlite3.Connection) -> None:
