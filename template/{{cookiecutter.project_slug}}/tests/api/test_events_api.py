@@ -55,6 +55,33 @@ async def test_a_batch_counts_accepted_and_duplicate_events(api: Api, event_fact
     assert service.metrics.duplicates._value.get() == 1
 
 
+async def test_waiting_on_a_batch_reports_only_its_new_events(api: Api, event_factory: EventFactory) -> None:
+    client, _ = api
+    seen_before = event_factory.event(ORDER_PLACED, order("o-2"))
+    await post(client, seen_before)
+    first, last = event_factory.event(ORDER_PLACED, order("o-1")), event_factory.event(ORDER_PLACED, order("o-3"))
+    response = await client.post(
+        "/events", content=json.dumps([first, seen_before, last]), headers={**BATCH, "prefer": "wait=5"}
+    )
+    assert response.status_code == 200
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (2, 1)
+    reserved = {
+        r["id"]: r["result"]["reserved_for"] for r in response.json()["results"] if r["handler"] == "reserve_stock"
+    }
+    assert reserved == {first["id"]: "o-1", last["id"]: "o-3"}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"), [(b'{"id": "not-a-list"}', "malformed_batch"), (b'[{"id": ', "malformed_json")]
+)
+async def test_a_batch_that_is_not_a_json_array_is_400(api: Api, body: bytes, error: str) -> None:
+    client, service = api
+    response = await post(client, body, BATCH)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert await service.bus.pending_count() == 0
+
+
 async def test_waiting_returns_200_with_each_handlers_result(api: Api, event_factory: EventFactory) -> None:
     client, _ = api
     event = event_factory.event(ORDER_PLACED, order("o-7"))

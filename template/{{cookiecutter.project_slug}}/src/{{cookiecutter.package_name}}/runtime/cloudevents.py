@@ -22,6 +22,8 @@ EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
 ORDERING_EXTENSION = "partitionkey"
 
 _decode_json = msgspec.json.Decoder().decode
+# a batch's members are kept as raw JSON first: each is stored as sent (see parse_batch)
+_decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -137,10 +139,14 @@ def parse_structured(body: bytes) -> CloudEvent:
     return event_from_mapping(_parse_json(body))
 
 
-def parse_batch(body: bytes, max_events: int) -> list[CloudEvent]:
-    members = _parse_json(body)
-    if not isinstance(members, list):
-        raise EventRejected(400, "malformed_batch", "a batch must be a JSON array of events")
+def parse_batch(body: bytes, max_events: int) -> tuple[list[CloudEvent], list[bytes]]:
+    """The batch's events, and each member's JSON as sent: that is what gets stored, so nothing is encoded again."""
+    try:
+        members = _decode_batch(body)
+    except msgspec.ValidationError:
+        raise EventRejected(400, "malformed_batch", "a batch must be a JSON array of events") from None
+    except msgspec.DecodeError as error:
+        raise EventRejected(400, "malformed_json", f"the body is not valid JSON: {error}") from None
     if len(members) > max_events:
         raise EventRejected(
             413,
@@ -148,7 +154,8 @@ def parse_batch(body: bytes, max_events: int) -> list[CloudEvent]:
             f"a batch holds at most {max_events} events, got {len(members)}",
             max_events=max_events,
         )
-    return [event_from_mapping(member, index) for index, member in enumerate(members)]
+    events = [event_from_mapping(_parse_json(member), index) for index, member in enumerate(members)]
+    return events, [bytes(member) for member in members]
 
 
 def parse_binary(headers: dict[str, str], body: bytes) -> CloudEvent:

@@ -150,7 +150,7 @@ class IngressApp:
         if media_type == STRUCTURED:
             return [parse_structured(body)], [body]
         if media_type == BATCH:
-            return parse_batch(body, self._max_batch), None
+            return parse_batch(body, self._max_batch)
         if "ce-specversion" in headers:
             return [parse_binary(headers, body)], None
         raise EventRejected(

@@ -66,6 +66,7 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._by_type: dict[str, list[Subscription]] = {}
         self._by_name: dict[str, Subscription] = {}
+        self._names_by_type: dict[str, tuple[str, ...]] = {}
 
     def on(
         self,
@@ -102,6 +103,9 @@ class HandlerRegistry:
             raise ValueError(f"handlers of {subscription.event_type!r} must share one data schema")
         self._by_type.setdefault(subscription.event_type, []).append(subscription)
         self._by_name[subscription.handler_name] = subscription
+        self._names_by_type[subscription.event_type] = tuple(
+            s.handler_name for s in self._by_type[subscription.event_type]
+        )
 
     def include(self, *others: HandlerRegistry) -> HandlerRegistry:
         """Add every subscription of the other registries to this one; returns self."""
@@ -115,6 +119,10 @@ class HandlerRegistry:
 
     def for_type(self, event_type: str) -> list[Subscription]:
         return self._by_type.get(event_type, [])
+
+    def handler_names_for(self, event_type: str) -> tuple[str, ...]:
+        """The names of the handlers that must each see an event of this type (built once, read per event)."""
+        return self._names_by_type.get(event_type, ())
 
     def by_name(self, handler_name: str) -> Subscription | None:
         return self._by_name.get(handler_name)

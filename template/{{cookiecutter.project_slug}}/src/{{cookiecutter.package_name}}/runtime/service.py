@@ -100,7 +100,6 @@ class Service:
         """Check every event against the registry; raise EventRejected (422) before anything is stored."""
         prepared = []
         for index, event in enumerate(events):
-            where = {"index": index} if len(events) > 1 else {}
             subscriptions = self.registry.for_type(event.type)
             if not subscriptions:
                 self.metrics.reject("unknown_type")
@@ -109,7 +108,7 @@ class Service:
                     "unknown_type",
                     f"no handler is registered for type {event.type!r}",
                     type=event.type,
-                    **where,
+                    **_where(index, events),
                 )
             try:
                 subscriptions[0].decode(event.data)
@@ -120,10 +119,10 @@ class Service:
                     "invalid_data",
                     f"data of {event.type!r} does not match its schema",
                     errors=[_field_error(str(error))],
-                    **where,
+                    **_where(index, events),
                 ) from None
             body = bodies[index] if bodies is not None else event.to_json()
-            prepared.append(NewEvent(event, body, tuple(s.handler_name for s in subscriptions)))
+            prepared.append(NewEvent(event, body, self.registry.handler_names_for(event.type)))
         return prepared
 
     async def accept(
@@ -169,6 +168,11 @@ class Service:
             return event.id
 
         return publish
+
+
+def _where(index: int, events: Sequence[CloudEvent]) -> dict[str, int]:
+    """Which event of a batch an error is about; a single event needs no index."""
+    return {"index": index} if len(events) > 1 else {}
 
 
 def _field_error(message: str) -> dict[str, str]:
