@@ -1,17 +1,22 @@
 """The throughput benchmark still runs end to end (figures are not checked: 1 s per variant is only a smoke run).
 
-Cost: about 15-20 s (six servers started one after another, 1 s of wrk each).
+Cost: about 20-25 s (seven servers started one after another, 1 s of wrk each), and ~5 s for the id schemes.
 """
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from service_process import ServiceProcess
 
 BENCH = Path(__file__).resolve().parent.parent / "loadtests" / "bench" / "run_bench.py"
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+SEQUENTIAL = re.compile(r"^wrk-[0-9]+-1-[0-9]+$")
 
 
 @pytest.mark.slow
@@ -48,7 +53,39 @@ def test_benchmark_measures_baseline_ceiling_and_service_side_by_side(bake_proje
         "| baked service, batches of 100",
         "| baked service, ingest process, single events",
         "| baked service, ingest process, batches of 100",
+        "| baked service, ingest process, batches of 100, random UUIDv4 ids",
     ]
     assert "service-single/baseline = " in result.stdout and "service-single/ceiling = " in result.stdout
     assert "ingest-single/baseline = " in result.stdout and "ingest-single/ceiling = " in result.stdout
     assert all(row.rstrip(" |").endswith("| 0") for row in rows), "a server answered with errors"
+
+
+def send_with_wrk(url: str, ids: str) -> None:
+    subprocess.run(
+        ["wrk", "-t1", "-c2", "-d1s", "-s", "cloudevents.lua", url, "--", "/events", "10", "bench-token", "0", ids],
+        cwd=BENCH.parent,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.slow
+def test_the_wrk_script_sends_ids_of_the_scheme_asked_never_twice(bake_project, baked_python, tmp_path):
+    """Repeated ids would be skipped as duplicates and flatter the figures: the bench's calibration runs wrk again
+    and again against one store."""
+    store = tmp_path / "events.db"
+    env = {"SERVICE_AUTH_TOKENS": "bench-token", "SERVICE_BUS_URL": f"sqlite:///{store}"}
+    with ServiceProcess(bake_project(), baked_python, env=env, command=("serve", "--no-workers")) as service:
+        service.wait_ready()
+        for ids in ("uuid4", "uuid4", "sequential", "sequential"):
+            send_with_wrk(service.url, ids)
+        received = service.metric("events_received_total")
+        assert received > 0
+        assert service.metric("events_duplicates_total") == 0
+        assert service.metric("events_accepted_total") == received
+    with sqlite3.connect(store) as connection:
+        ids = [event_id for (event_id,) in connection.execute("SELECT id FROM events")]
+    assert len(ids) == received
+    assert all(UUID4.match(event_id) or SEQUENTIAL.match(event_id) for event_id in ids)
+    assert any(UUID4.match(event_id) for event_id in ids) and any(SEQUENTIAL.match(event_id) for event_id in ids)

@@ -52,6 +52,7 @@ class Variant:
     path: str
     token: str | None = None
     server: str = ""  # key into the server commands
+    ids: str = "sequential"  # or "uuid4": see cloudevents.lua
 
 
 @dataclass
@@ -85,6 +86,15 @@ VARIANTS = {
     "ingest-single": Variant("baked service, ingest process, single events", 1, "/events", TOKEN, server="ingest"),
     "ingest-batch": Variant(
         f"baked service, ingest process, batches of {BATCH_SIZE}", BATCH_SIZE, "/events", TOKEN, server="ingest"
+    ),
+    # the bench's own ids are time-ordered; random ones cost the store an index page per event (docs/performance.md)
+    "ingest-batch-uuid4": Variant(
+        f"baked service, ingest process, batches of {BATCH_SIZE}, random UUIDv4 ids",
+        BATCH_SIZE,
+        "/events",
+        TOKEN,
+        server="ingest",
+        ids="uuid4",
     ),
 }
 SERVICE_SERVERS = ("service", "ingest")
@@ -156,6 +166,7 @@ def run_wrk(url: str, variant: Variant, seconds: float, connections: int, pause_
         str(variant.events_per_request),
         variant.token or "-",
         f"{pause_ms:g}",
+        variant.ids,
     ]
     output = subprocess.run(
         command, cwd=BENCH_DIR, capture_output=True, text=True, timeout=seconds + 30, check=True
