@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Non-pip tools the load-test tests and the benchmark need: wrk (load generator) and taskset (CPU pinning).
+# Non-pip tools the load-test tests and the benchmark need: wrk (load generator), taskset (CPU pinning) and valgrind
+# (app_cost.py's instruction counts).
 # Idempotent; run as root before the tests. Python packages: tests/requirements/loadtests.txt.
 set -euo pipefail
 
@@ -7,6 +8,7 @@ missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)  # app_cost.py --callgrind
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   # other setup scripts may hold the dpkg lock: wait for it instead of failing

@@ -1,10 +1,12 @@
 """The throughput benchmark still runs end to end (figures are not checked: 1 s per variant is only a smoke run).
 
-Cost: about 20-25 s (seven servers started one after another, 1 s of wrk each), and ~5 s for the id schemes.
+Cost: about 20-25 s (seven servers started one after another, 1 s of wrk each), ~5 s for the id schemes and
+~30 s for app_cost.py (two short runs under valgrind).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 from service_process import ServiceProcess
 
 BENCH = Path(__file__).resolve().parent.parent / "loadtests" / "bench" / "run_bench.py"
+APP_COST = BENCH.parent / "app_cost.py"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SEQUENTIAL = re.compile(r"^wrk-[0-9]+-1-[0-9]+$")
 
@@ -89,3 +92,20 @@ def test_the_wrk_script_sends_ids_of_the_scheme_asked_never_twice(bake_project, 
     assert len(ids) == received
     assert all(UUID4.match(event_id) or SEQUENTIAL.match(event_id) for event_id in ids)
     assert any(UUID4.match(event_id) for event_id in ids) and any(SEQUENTIAL.match(event_id) for event_id in ids)
+
+
+@pytest.mark.slow
+def test_app_cost_posts_through_a_bakes_app_and_counts_its_instructions(bake_project, baked_python):
+    env = {**os.environ, "PYTHONPATH": str(bake_project() / "src")}
+
+    def app_cost(*arguments: str) -> str:
+        result = subprocess.run(
+            [str(baked_python), str(APP_COST), *arguments], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    seconds = re.search(r"([0-9.]+) CPU µs per event", app_cost("single", "--requests", "200"))
+    assert seconds and float(seconds.group(1)) > 0
+    counted = re.search(r"([0-9,]+) instructions per event", app_cost("batch", "--requests", "2", "--callgrind"))
+    assert counted and 10_000 < int(counted.group(1).replace(",", "")) < 10_000_000

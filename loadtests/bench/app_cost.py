@@ -1,0 +1,158 @@
+"""Cost of one event through a baked service's ASGI app, in process: no network, no load generator.
+
+Drives the app's POST /events with N prepared requests (single events, 25 in flight, or batches of 100) against a
+fresh SQLite store, as `serve --no-workers` would take them, and prints the CPU time per event. With --callgrind it
+runs itself twice under valgrind (N and 2N requests) and prints the instructions per event from the difference,
+which leaves out start-up and, unlike seconds, barely moves with what else the machine is doing: the figure to
+compare two versions of the service by on a shared machine (docs/performance.md).
+
+Run with a python that has the bake's dependencies, the bake's src on PYTHONPATH (the Makefile's app-cost target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+TOKEN = "app-cost-token"  # noqa: S105  (a throwaway token for an in-process service)
+IN_FLIGHT = 25  # single events: requests awaited together, so the store commits several per loop turn, as under load
+BATCH_SIZE = 100
+
+
+def event_json(number: int, random_id: bool) -> str:
+    """The bench's event (cloudevents.lua): com.example.order.placed with the bench's id schemes."""
+    event_id = str(uuid.uuid4()) if random_id else f"app-cost-{number}"
+    order = number % 1000
+    return (
+        f'{{"specversion":"1.0","id":"{event_id}","source":"/bench/app-cost","type":"com.example.order.placed",'
+        f'"subject":"order-{order}","datacontenttype":"application/json","data":{{"order_id":"order-{order}",'
+        f'"customer_id":"customer-{number % 5000}","amount_cents":{number % 100000},"currency":"EUR"}}}}'
+    )
+
+
+def request_bodies(requests: int, per_request: int, random_id: bool) -> list[bytes]:
+    numbers = iter(range(requests * per_request))
+    if per_request == 1:
+        return [event_json(next(numbers), random_id).encode() for _ in range(requests)]
+    return [
+        ("[" + ",".join(event_json(next(numbers), random_id) for _ in range(per_request)) + "]").encode()
+        for _ in range(requests)
+    ]
+
+
+async def drive(package: str, bodies: list[bytes], batch: bool) -> float:
+    """Post every body through the app; the CPU seconds it took. Raises unless every answer is 202."""
+    app_module = __import__(f"{package}.runtime.ingress", fromlist=["IngressApp"])
+    cli = __import__(f"{package}.runtime.cli", fromlist=["registry", "load_settings"])
+    service_module = __import__(f"{package}.runtime.service", fromlist=["Service"])
+    app = app_module.IngressApp(service_module.Service(cli.registry, cli.load_settings()), run_workers=False)
+    await app.service.start(run_workers=False)
+    content_type = b"application/cloudevents-batch+json" if batch else b"application/cloudevents+json"
+    statuses: list[int] = []
+
+    async def post(body: bytes) -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop()
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        headers = [
+            (b"content-type", content_type),
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await app({"type": "http", "path": "/events", "method": "POST", "headers": headers}, receive, send)
+
+    in_flight = 1 if batch else IN_FLIGHT
+    started = time.process_time()
+    for start in range(0, len(bodies), in_flight):
+        await asyncio.gather(*(post(body) for body in bodies[start : start + in_flight]))
+    cpu_seconds = time.process_time() - started
+    await app.service.stop()
+    if statuses.count(202) != len(bodies):
+        raise RuntimeError(f"not every request was accepted: statuses {sorted(set(statuses))}")
+    return cpu_seconds
+
+
+def run_in_process(args: argparse.Namespace) -> float:
+    """CPU microseconds per event for args.requests requests."""
+    per_request = BATCH_SIZE if args.mode == "batch" else 1
+    bodies = request_bodies(args.requests, per_request, args.ids == "uuid4")
+    with tempfile.TemporaryDirectory(prefix="app-cost-") as store_dir:
+        os.environ.update(
+            SERVICE_AUTH_TOKENS=TOKEN,
+            SERVICE_LOG_LEVEL="WARNING",
+            SERVICE_BUS_URL=f"sqlite:///{store_dir}/events.db",
+        )
+        cpu_seconds = asyncio.run(drive(args.package, bodies, args.mode == "batch"))
+    return cpu_seconds / (args.requests * per_request) * 1e6
+
+
+def instructions(args: argparse.Namespace, requests: int) -> int:
+    """Instructions valgrind counts for a whole run of this script with `requests` requests."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        args.mode,
+        "--requests",
+        str(requests),
+        "--ids",
+        args.ids,
+        "--package",
+        args.package,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600).stderr
+    match = re.search(r"Collected : (\d+)", output) or re.search(r"refs:\s+([\d,]+)", output)
+    if not match:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{output[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("single", "batch"))
+    parser.add_argument(
+        "--requests",
+        type=int,
+        help="requests to post (default: 20,000 single events or 1,000 batches; with --callgrind 2,000 or 100)",
+    )
+    parser.add_argument("--ids", choices=("sequential", "uuid4"), default="sequential")
+    parser.add_argument("--package", default="event_service", help="import package of the baked service")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per event under valgrind (N and 2N requests)"
+    )
+    args = parser.parse_args(argv)
+    if args.requests is None:  # valgrind runs the interpreter ~50 times slower
+        args.requests = (100 if args.mode == "batch" else 2000) * (1 if args.callgrind else 10)
+    if args.requests < 1:
+        parser.error("--requests must be at least 1")
+    per_request = BATCH_SIZE if args.mode == "batch" else 1
+    if args.callgrind:
+        if not shutil.which("valgrind"):
+            parser.error("--callgrind needs valgrind on PATH (apt-get install valgrind)")
+        extra_events = args.requests * per_request
+        per_event = (instructions(args, 2 * args.requests) - instructions(args, args.requests)) / extra_events
+        print(f"{args.mode}, {args.ids} ids: {per_event:,.0f} instructions per event (callgrind, {extra_events:,} events)")
+    else:
+        print(f"{args.mode}, {args.ids} ids: {run_in_process(args):.2f} CPU µs per event ({args.requests:,} requests)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
