@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import re
 import shutil
@@ -51,10 +52,12 @@ def request_bodies(requests: int, per_request: int, random_id: bool) -> list[byt
 
 async def drive(package: str, bodies: list[bytes], batch: bool) -> float:
     """Post every body through the app; the CPU seconds it took. Raises unless every answer is 202."""
-    app_module = __import__(f"{package}.runtime.ingress", fromlist=["IngressApp"])
-    cli = __import__(f"{package}.runtime.cli", fromlist=["registry", "load_settings"])
-    service_module = __import__(f"{package}.runtime.service", fromlist=["Service"])
-    app = app_module.IngressApp(service_module.Service(cli.registry, cli.load_settings()), run_workers=False)
+    ingress = importlib.import_module(f"{package}.runtime.ingress")
+    cli = importlib.import_module(f"{package}.runtime.cli")  # the registry and settings `serve` itself uses
+    service = importlib.import_module(f"{package}.runtime.service")
+    settings = cli.load_settings()
+    importlib.import_module(f"{package}.runtime.logs").configure_logging(settings.log_level)
+    app = ingress.IngressApp(service.Service(cli.registry, settings), run_workers=False)
     await app.service.start(run_workers=False)
     content_type = b"application/cloudevents-batch+json" if batch else b"application/cloudevents+json"
     statuses: list[int] = []
