@@ -6,13 +6,13 @@ import argparse
 import asyncio
 import json
 import sys
-import uuid
 from collections.abc import Sequence
 
 import httpx
 
 from .. import __summary__, __version__
 from ..handlers import registry
+from .ids import new_event_id
 from .logs import configure_logging
 from .service import Service
 from .settings import Settings, SettingsError, load_settings
@@ -86,7 +86,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     event = {
         "specversion": "1.0",
-        "id": args.event_id or str(uuid.uuid4()),
+        "id": args.event_id or new_event_id(),
         "source": args.source,
         "type": args.event_type,
         "datacontenttype": "application/json",

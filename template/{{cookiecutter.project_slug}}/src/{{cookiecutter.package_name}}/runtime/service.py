@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ import msgspec
 
 from .bus import EventBus, NewEvent, open_bus
 from .cloudevents import CloudEvent, EventRejected
+from .ids import new_event_id
 from .logs import get_logger
 from .metrics import Metrics
 from .registry import HandlerRegistry, Publisher
@@ -156,7 +156,7 @@ class Service:
 
         async def publish(type: str, data: Any, *, subject: str | None = None) -> str:
             event = CloudEvent(
-                id=str(uuid.uuid4()),
+                id=new_event_id(),
                 source=self.settings.event_source,
                 type=type,
                 subject=subject if subject is not None else cause.subject,
