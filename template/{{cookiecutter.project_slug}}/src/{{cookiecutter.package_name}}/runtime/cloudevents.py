@@ -210,5 +210,6 @@ def decode_stored(body: bytes) -> CloudEvent:
         datacontenttype=mapping.pop("datacontenttype", None),
         dataschema=mapping.pop("dataschema", None),
         data=mapping.pop("data", None),
-        extensions=mapping,  # what is left are the extension attributes
+        # what is left are the extension attributes; a null one was dropped at ingress, as here
+        extensions={name: value for name, value in mapping.items() if value is not None},
     )
