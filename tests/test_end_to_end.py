@@ -143,6 +143,23 @@ def test_events_stored_before_a_kill_9_are_handled_by_a_worker_process_after_it(
         assert worker.stop(signal.SIGTERM) == 0
 
 
+@pytest.mark.parametrize("command", [("serve", "--no-workers"), ("worker",)])
+def test_each_process_kind_freezes_its_start_up_heap_before_taking_work(
+    bake_project, baked_python: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # otherwise every full collection walks it all again with the loop stopped (docs/performance.md, run 7)
+    env = {"SERVICE_BUS_URL": f"sqlite:///{tmp_path / 'events.db'}"}
+    with ServiceProcess(bake_project(), baked_python, env=env, command=command) as process:
+        deadline = time.monotonic() + 20
+        while '"startup_heap_frozen"' not in process.log() and time.monotonic() < deadline:
+            assert process.process.poll() is None, process.log()
+            time.sleep(0.1)
+        [frozen] = [entry for entry in map(json.loads, process.log().splitlines())
+                    if entry["event"] == "startup_heap_frozen"]
+        assert frozen["objects"] > 10_000  # the modules and the service itself, not a near-empty heap
+        assert process.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # serve ends by the signal it was sent
+
+
 def test_dead_letters_are_listed_and_replayed_with_the_cli(service: ServiceProcess, baked_python: Path) -> None:
     # reserve_stock refuses an unsupported currency for good, so this event is dead-lettered at once
     refused = to_structured_event(order_event("jpy-1", "o-jpy", currency="JPY"))

@@ -59,6 +59,10 @@ async def drive(package: str, bodies: list[bytes], batch: bool) -> float:
     importlib.import_module(f"{package}.runtime.logs").configure_logging(settings.log_level)
     app = ingress.IngressApp(service.Service(cli.registry, settings), run_workers=False)
     await app.service.start(run_workers=False)
+    # what `serve` does once it has started; bakes from before it had no such step, and their `serve` neither
+    freeze_startup_heap = getattr(importlib.import_module(f"{package}.runtime.server"), "freeze_startup_heap", None)
+    if freeze_startup_heap is not None:
+        freeze_startup_heap()
     content_type = b"application/cloudevents-batch+json" if batch else b"application/cloudevents+json"
     statuses: list[int] = []
 
