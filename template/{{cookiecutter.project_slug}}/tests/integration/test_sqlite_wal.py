@@ -58,3 +58,50 @@ async def test_the_checkpoint_thread_starts_the_wal_over_under_steady_writes(
     with_restarts = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
     assert without_restarts > 4 * 1024 * 1024, f"the control's WAL stayed at {without_restarts} bytes"
     assert with_restarts < without_restarts / 4, f"WAL: {with_restarts} bytes, {without_restarts} without restarts"
+
+
+async def test_commits_wait_for_a_restart_checkpoint_and_the_event_loop_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", 0)
+    restarts: list[tuple[float, float]] = []
+    checkpoint = LoopStore._checkpoint
+
+    def slow_restart(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
+        if mode != "RESTART":
+            return checkpoint(connection, mode)
+        started = time.monotonic()
+        time.sleep(0.5)  # the copy and fsync on a slow disk
+        result = checkpoint(connection, mode)
+        restarts.append((started, time.monotonic()))
+        return result
+
+    monkeypatch.setattr(LoopStore, "_checkpoint", staticmethod(slow_restart))
+    path = tmp_path / "events.db"
+    store = LoopStore(lambda: connect_to(path), lambda: connect_to(path))
+    store.start()
+    await store.call(lambda connection: connection.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY, body BLOB)"))
+    committed_at: list[float] = []
+
+    async def write() -> None:
+        while True:
+            await store.call(lambda connection: connection.execute("INSERT INTO rows (body) VALUES (?)", (ROW,)))
+            committed_at.append(time.monotonic())
+            await asyncio.sleep(0.001)
+
+    writer = asyncio.create_task(write())
+    longest_stall = 0.0
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        before = time.monotonic()
+        await asyncio.sleep(0.001)
+        longest_stall = max(longest_stall, time.monotonic() - before)
+    writer.cancel()
+    await store.stop()
+
+    assert restarts, "no RESTART checkpoint ran"
+    inside = [at for at in committed_at for start, end in restarts if start + 0.05 < at < end - 0.05]
+    assert not inside, f"{len(inside)} commits landed while a RESTART held the file"
+    assert longest_stall < 0.25, f"the event loop stalled {longest_stall:.3f} s"
+    assert len(committed_at) > 10  # and writing went on between the restarts

@@ -3,17 +3,19 @@ one transaction.
 
 Why not a thread: on one core a store thread costs more in hand-offs and GIL switches than SQLite costs in work
 (docs/performance.md). A WAL commit with synchronous=NORMAL is a write() without fsync, so it is cheap enough to run
-on the loop. The fsyncs happen in checkpoints, which a thread at the lowest CPU priority runs on its own connection:
-PASSIVE rounds copy the WAL into the database without waiting for the writer, and once the copy has caught up and
-the WAL is large, one RESTART lets the next commit start the file over. A checkpoint inside a commit, SQLite's
-default, stalled the loop for ~35 ms every few seconds at half load (docs/performance.md, run 5).
+on the loop. The fsyncs happen in checkpoints, which a thread runs on its own connection: PASSIVE rounds copy the
+WAL into the database without waiting for the writer, and once the copy has caught up and the WAL is large, one
+RESTART lets the next commit start the file over. A checkpoint inside a commit, SQLite's default, stalled the loop
+for ~35 ms every few seconds at half load (docs/performance.md, run 5).
+
+A RESTART keeps writers out while it copies and fsyncs. The loop does not wait for it inside SQLite, whose busy
+handler sleeps in steps of up to 25 ms past the end: it sees the RESTART's lock taken and tries again a
+millisecond later, parsing requests meanwhile (docs/performance.md, run 7).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -27,6 +29,7 @@ Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 CHECKPOINT_EVERY_SECONDS = 0.5
 CATCH_UP_ROUNDS = 3
 RESTART_AFTER_FRAMES = 4096
+RETRY_WHILE_RESTARTING_SECONDS = 0.001
 
 
 class LoopStore:
@@ -44,6 +47,8 @@ class LoopStore:
         self._flush_scheduled = False
         self._stop_checkpoints = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        # held by a transaction on the loop, or by the checkpoint thread for a RESTART; the loop never blocks on it
+        self._restart_lock = threading.Lock()
 
     def start(self) -> None:
         if self._connection is None:
@@ -67,17 +72,26 @@ class LoopStore:
         return await future
 
     async def stop(self) -> None:
-        if self._pending:
-            self._flush()
-        if self._checkpointer is not None:
+        if self._checkpointer is not None:  # first, so no RESTART holds back the last flush
             self._stop_checkpoints.set()
             await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
             self._checkpointer = None
+        if self._pending:
+            self._flush()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
     def _flush(self) -> None:
+        if not self._restart_lock.acquire(blocking=False):  # a RESTART checkpoint is running: come back shortly
+            asyncio.get_running_loop().call_later(RETRY_WHILE_RESTARTING_SECONDS, self._flush)
+            return
+        try:
+            self._flush_batch()
+        finally:
+            self._restart_lock.release()
+
+    def _flush_batch(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
         connection = self._connection
@@ -119,10 +133,8 @@ class LoopStore:
             return False, error
 
     def _checkpoint_loop(self, connect: Callable[[], sqlite3.Connection]) -> None:
-        # lowest CPU priority for this thread only (Linux nice is per thread): copying pages must not take the
-        # core from the event loop; it runs whenever the loop waits
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        # At the normal CPU priority: this thread holds locks the loop waits for, and at the lowest (nice 19) it got
+        # the core last, which doubled the all-in-one p99 at half load (docs/performance.md, run 7).
         connection = connect()
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
@@ -133,7 +145,8 @@ class LoopStore:
                     wal_frames, caught_up = self._checkpoint(connection)
                     if caught_up:
                         if wal_frames > RESTART_AFTER_FRAMES:
-                            self._checkpoint(connection, "RESTART")
+                            with self._restart_lock:
+                                self._checkpoint(connection, "RESTART")
                         break
             self._checkpoint(connection)
         finally:
