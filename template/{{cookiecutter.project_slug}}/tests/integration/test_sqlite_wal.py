@@ -18,7 +18,8 @@ def connect_to(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA busy_timeout = 5000")
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
-    connection.execute("PRAGMA wal_autocheckpoint = 0")  # as the bus: only the checkpoint thread copies
+    # only the checkpoint thread copies (the bus lets a commit copy too, past 32 MiB of WAL)
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
     return connection
 
 

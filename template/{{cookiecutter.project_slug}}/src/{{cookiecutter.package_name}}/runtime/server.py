@@ -39,9 +39,8 @@ class _DrainingServer(uvicorn.Server):
         timer.start()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            freeze_startup_heap()
+        await super().startup(sockets=sockets)  # it exits the process if the service or the socket fails
+        freeze_startup_heap()
 
 
 def serve(service: Service, host: str, port: int, *, run_workers: bool = True) -> None:
