@@ -1,13 +1,15 @@
 """The throughput benchmark still runs end to end (figures are not checked: 1 s per variant is only a smoke run).
 
-Cost: about 20-25 s (seven servers started one after another, 1 s of wrk each), ~5 s for the id schemes and
-~30 s for app_cost.py (two short runs under valgrind).
+Cost: about 20-25 s (seven servers started one after another, 1 s of wrk each), ~5 s for the id schemes,
+~30 s for app_cost.py (two short runs under valgrind) and ~40 s for compare.py (four servers, calibrated rates).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from service_process import ServiceProcess
 
 BENCH = Path(__file__).resolve().parent.parent / "loadtests" / "bench" / "run_bench.py"
 APP_COST = BENCH.parent / "app_cost.py"
+COMPARE = BENCH.parent / "compare.py"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 SEQUENTIAL = re.compile(r"^wrk-[0-9]+-1-[0-9]+$")
 
@@ -109,3 +112,80 @@ def test_app_cost_posts_through_a_bakes_app_and_counts_its_instructions(bake_pro
     assert seconds and float(seconds.group(1)) > 0
     counted = re.search(r"([0-9,]+) instructions per event", app_cost("batch", "--requests", "2", "--callgrind"))
     assert counted and 10_000 < int(counted.group(1).replace(",", "")) < 10_000_000
+
+
+def slowed_copy(project: Path, destination: Path, seconds: float) -> Path:
+    """A copy of a bake whose every POST blocks its event loop for `seconds`: a known regression to find."""
+    shutil.copytree(project, destination)
+    ingress = destination / "src" / "event_service" / "runtime" / "ingress.py"
+    source = ingress.read_text()
+    authorize = "    def _authorize(self, authorization: str | None) -> None:\n"
+    assert authorize in source, "ingress.py changed: update where this test slows the service down"
+    ingress.write_text(source.replace(authorize, f"{authorize}        __import__('time').sleep({seconds})\n"))
+    return destination
+
+
+@pytest.mark.slow
+def test_compare_finds_a_slower_version_in_rate_and_half_rate_latency(bake_project, baked_python, tmp_path):
+    before = bake_project()
+    after = slowed_copy(before, tmp_path / "slowed", 0.004)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(COMPARE),
+            "--before",
+            str(before),
+            "--after",
+            str(after),
+            "--variants",
+            "ingest-single",
+            "--rounds",
+            "2",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--service-python",
+            str(baked_python),
+            "--json",
+            str(tmp_path / "compare.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    compared = json.loads((tmp_path / "compare.json").read_text())
+    assert Path(compared["sources"]["before"]).is_relative_to(before)
+    assert Path(compared["sources"]["after"]).is_relative_to(after)
+    rounds = compared["variants"]["ingest-single"]
+    rates = {side: [m["requests_per_second"] for m in rounds[side]["maximum"]] for side in ("before", "after")}
+    assert len(rates["before"]) == len(rates["after"]) == 2
+    # 4 ms per request caps the slowed copy at 250 requests/s; the original takes thousands
+    assert max(rates["after"]) < 300 < min(rates["before"]) / 2
+    p99s = {side: sorted(m["p99_ms"] for m in rounds[side]["half_rate"]) for side in ("before", "after")}
+    assert min(p99s["after"]) > 4 and min(p99s["after"]) > max(p99s["before"])
+    assert rounds["half_rate_target"] == pytest.approx(sum(rates["before"]) / 2 / 2)  # half the median of two
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ingest-single |")]
+    assert [line.split(" | ")[1] for line in table] == [
+        "maximum events/s",
+        f"p99 ms at {rounds['half_rate_target']:,.0f} events/s",
+        "events/s held at that rate",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--before", "{bake}", "--after", "{bake}"], "--before and --after are the same directory"),
+        (["--before", "{bake}", "--after", "{elsewhere}"], "no src/event_service there; is it a baked project?"),
+        (["--before", "{bake}", "--after", "{bake}", "--variants", "flask"], "unknown variant(s) flask"),
+    ],
+)
+def test_compare_refuses_what_it_cannot_compare(arguments, message, tmp_path):
+    bake = tmp_path / "bake"
+    (bake / "src" / "event_service").mkdir(parents=True)
+    arguments = [a.format(bake=bake, elsewhere=tmp_path) for a in arguments]
+    result = subprocess.run([sys.executable, str(COMPARE), *arguments], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
