@@ -18,7 +18,7 @@ def connect_to(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA busy_timeout = 5000")
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
-    # only the checkpoint thread copies (the bus lets a commit copy too, past 32 MiB of WAL)
+    # only the checkpoint thread copies (the bus lets a commit copy too, past 256 MiB of WAL)
     connection.execute("PRAGMA wal_autocheckpoint = 0")
     return connection
 
@@ -59,6 +59,37 @@ async def test_the_checkpoint_thread_starts_the_wal_over_under_steady_writes(
     with_restarts = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
     assert without_restarts > 4 * 1024 * 1024, f"the control's WAL stayed at {without_restarts} bytes"
     assert with_restarts < without_restarts / 4, f"WAL: {with_restarts} bytes, {without_restarts} without restarts"
+
+
+async def test_a_copy_that_never_catches_up_is_restarted_past_the_forced_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under writes that never pause, PASSIVE rounds may never reach the WAL's end: the thread RESTARTs anyway."""
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    checkpoint = LoopStore._checkpoint
+    restarts_at_frames: list[int] = []
+
+    def copy_that_lags(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
+        if mode == "RESTART":
+            wal_frames, caught_up = checkpoint(connection, mode)
+            restarts_at_frames.append(wal_frames)
+            return wal_frames, caught_up
+        # copies nothing, so the WAL is never caught up and never starts over by itself; its frames, from its size
+        (database,) = (row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main")
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        wal_bytes = Path(f"{database}-wal").stat().st_size
+        return max(0, wal_bytes - 32) // (page_size + 24), False
+
+    monkeypatch.setattr(LoopStore, "_checkpoint", staticmethod(copy_that_lags))
+    # the control: with no forced bound, the WAL grows as long as the writes go on
+    monkeypatch.setattr(loop_store, "FORCE_RESTART_AFTER_FRAMES", 10**9)
+    without_force = await largest_wal_with(tmp_path / "control.db", monkeypatch, 200)
+    assert restarts_at_frames == []
+    monkeypatch.setattr(loop_store, "FORCE_RESTART_AFTER_FRAMES", 400)
+    with_force = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
+    assert restarts_at_frames, "no RESTART past the forced bound"
+    assert without_force > 4 * 1024 * 1024, f"the control's WAL stayed at {without_force} bytes"
+    assert with_force < without_force / 4, f"WAL: {with_force} bytes, {without_force} without the forced bound"
 
 
 async def test_commits_wait_for_a_restart_checkpoint_and_the_event_loop_does_not(

@@ -26,9 +26,14 @@ from ..logs import get_logger
 log = get_logger(__name__)
 ResultT = TypeVar("ResultT")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-CHECKPOINT_EVERY_SECONDS = 0.5
+# At ~40,000 events/s a commit per loop turn adds ~16,000 frames a second: checked every 0.5 s, the WAL outgrew
+# what a RESTART clears quickly (docs/performance.md, run 8).
+CHECKPOINT_EVERY_SECONDS = 0.1
 CATCH_UP_ROUNDS = 3
 RESTART_AFTER_FRAMES = 4096
+# Past this the copy has fallen behind for many rounds: RESTART anyway, which holds commits back while it copies
+# the rest, rather than leave the WAL to grow until a commit checkpoints it on the event loop (sqlite.py).
+FORCE_RESTART_AFTER_FRAMES = 16384
 RETRY_WHILE_RESTARTING_SECONDS = 0.001
 
 
@@ -140,14 +145,14 @@ class LoopStore:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
                 # Repeat while commits keep adding frames: each round copies only what came during the last one,
                 # so it soon finishes between two commits. A WAL copied to its end lets the next commit start the
-                # file over; otherwise the WAL only grows, until a commit has to checkpoint it on the event loop.
+                # file over; otherwise the WAL only grows.
                 for _ in range(CATCH_UP_ROUNDS):
                     wal_frames, caught_up = self._checkpoint(connection)
                     if caught_up:
-                        if wal_frames > RESTART_AFTER_FRAMES:
-                            with self._restart_lock:
-                                self._checkpoint(connection, "RESTART")
                         break
+                if wal_frames > (RESTART_AFTER_FRAMES if caught_up else FORCE_RESTART_AFTER_FRAMES):
+                    with self._restart_lock:
+                        self._checkpoint(connection, "RESTART")
             self._checkpoint(connection)
         finally:
             connection.close()

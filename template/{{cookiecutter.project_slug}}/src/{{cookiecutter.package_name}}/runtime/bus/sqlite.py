@@ -168,10 +168,11 @@ class SQLiteBus:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         connection = self._open()
         connection.execute("PRAGMA journal_mode = WAL")
-        # Checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop. Should
-        # that thread fall behind, a commit past 32 MiB of WAL checkpoints it itself, and the file is cut back to
+        # Checkpoints (the fsyncs) run in the store's checkpoint thread, not in a commit on the event loop. A commit
+        # checkpoints only past 256 MiB of WAL, the last resort should that thread stop: once past the bound, each
+        # commit runs one, 35-40 ms at ~40,000 events/s (docs/performance.md, run 8). The file is cut back to
         # 64 MiB once it starts over.
-        connection.execute("PRAGMA wal_autocheckpoint = 8192")
+        connection.execute("PRAGMA wal_autocheckpoint = 65536")
         connection.execute("PRAGMA journal_size_limit = 67108864")
         # the key index takes inserts all over the file when a backlog builds: keep its pages in memory (64 MiB)
         connection.execute("PRAGMA cache_size = -65536")
