@@ -281,8 +281,8 @@ def pacing_for(url: str, variant: Variant, events_per_second: float, max_connect
     """Connections and pause (ms) that hold about `events_per_second` (wrk has no fixed-rate mode).
 
     Each connection sends, waits for the answer, pauses, sends again: rate = connections / (pause + latency).
-    The pause is fixed (long enough that connections rarely line up into bursts); short calibration runs scale
-    the number of connections by asked/achieved until the rate is within 5 %.
+    The pause is random, exponential around this mean (cloudevents_paced.lua says why); short calibration runs
+    scale the number of connections by asked/achieved until the rate is within 5 %.
     """
     target_rps = events_per_second / variant.events_per_request
     pause_ms = min(max(1000 * 20 / target_rps, 10.0), 500.0)
