@@ -24,15 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import run_bench
-from run_bench import (
-    VARIANTS,
-    Measurement,
-    Variant,
-    measure_at_rate,
-    run_wrk,
-    server_commands,
-    started,
-)
+from run_bench import VARIANTS, Measurement, Variant, measure_at_rate, run_wrk, server_commands, started
 
 SIDES = ("before", "after")
 
@@ -52,8 +44,8 @@ def order_of_round(round_number: int) -> tuple[str, ...]:
 
 
 def imported_from(commands, package: str) -> Path:
-    """Where the service command's python imports the package from: a bake installed in the venv (pip install -e)
-    would shadow another bake's PYTHONPATH, and the comparison would run the same code twice."""
+    """Where the service command's python imports the package from. Should that python find the package before
+    the bake's PYTHONPATH (an install of another bake, a .pth file), both sides would run the same code."""
     command, _, env, cwd = commands["service"]
     found = subprocess.run(
         [command[0], "-c", f"import {package}; print({package}.__file__)"],
@@ -72,10 +64,7 @@ def compare(args, commands: dict[str, dict], workdir: Path) -> dict[str, Compari
         for name, comparison in comparisons.items():
             variant = comparison.variant
             for side in order_of_round(round_number):
-                with started(variant.server, commands[side], workdir) as (
-                    url,
-                    _process,
-                ):
+                with started(variant.server, commands[side], workdir) as (url, _process):
                     if args.warmup > 0:
                         run_wrk(url, variant, args.warmup, args.connections)
                     measurement = run_wrk(url, variant, args.seconds, args.connections)
@@ -88,16 +77,9 @@ def compare(args, commands: dict[str, dict], workdir: Path) -> dict[str, Compari
         comparison.half_rate_target = median_rate(comparison.maximum["before"], variant) / 2
         for round_number in range(1, args.rounds + 1):
             for side in order_of_round(round_number):
-                with started(variant.server, commands[side], workdir) as (
-                    url,
-                    _process,
-                ):
+                with started(variant.server, commands[side], workdir) as (url, _process):
                     measurement = measure_at_rate(
-                        url,
-                        variant,
-                        comparison.half_rate_target,
-                        args.seconds,
-                        args.connections,
+                        url, variant, comparison.half_rate_target, args.seconds, args.connections
                     )
                 comparison.half_rate[side].append(measurement)
                 report(f"half rate, round {round_number}", name, side, variant, measurement)
@@ -157,10 +139,7 @@ def render(comparisons: dict[str, Comparison], args, sources: dict[str, Path], m
         for name, comparison in comparisons.items()
         for side in SIDES
     }
-    lines += [
-        "",
-        "Errors (non-2xx or socket): " + ", ".join(f"{key} {count}" for key, count in errors.items()) + ".",
-    ]
+    lines += ["", "Errors (non-2xx or socket): " + ", ".join(f"{key} {count}" for key, count in errors.items()) + "."]
     return "\n".join(lines)
 
 
@@ -185,32 +164,15 @@ def as_json(comparisons: dict[str, Comparison], sources: dict[str, Path]) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--before",
-        type=Path,
-        required=True,
-        help="the baked project to compare against",
-    )
+    parser.add_argument("--before", type=Path, required=True, help="the baked project to compare against")
     parser.add_argument("--after", type=Path, required=True, help="the baked project with the change")
     service_variants = [name for name, variant in VARIANTS.items() if variant.server in run_bench.SERVICE_SERVERS]
     parser.add_argument(
-        "--variants",
-        default="ingest-batch,service-single",
-        help=f"comma-separated, from {', '.join(service_variants)}",
+        "--variants", default="ingest-batch,service-single", help=f"comma-separated, from {', '.join(service_variants)}"
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=4,
-        help="rounds per version; the median is reported",
-    )
+    parser.add_argument("--rounds", type=int, default=4, help="rounds per version; the median is reported")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=2,
-        help="seconds of load before each maximum, discarded",
-    )
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of load before each maximum, discarded")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument(
         "--half-rate",
@@ -218,15 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="also compare p99 at half the before version's maximum",
     )
+    parser.add_argument("--package", default="event_service", help="import package of the baked services")
     parser.add_argument(
-        "--package",
-        default="event_service",
-        help="import package of the baked services",
-    )
-    parser.add_argument(
-        "--service-python",
-        default=sys.executable,
-        help="python with the baked services' dependencies installed",
+        "--service-python", default=sys.executable, help="python with the baked services' dependencies installed"
     )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--json", type=Path, help="also write every round as JSON to this file")

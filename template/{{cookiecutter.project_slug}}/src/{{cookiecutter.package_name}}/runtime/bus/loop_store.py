@@ -26,8 +26,8 @@ from ..logs import get_logger
 log = get_logger(__name__)
 ResultT = TypeVar("ResultT")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-# At ~40,000 events/s a commit per loop turn adds ~16,000 frames a second: checked every 0.5 s, the WAL outgrew
-# what a RESTART clears quickly (docs/performance.md, run 8).
+# At ~40,000 events/s a commit per loop turn adds ~16,000 frames a second: checked every 0.5 s, the WAL passed the
+# bound past which each commit checkpoints on the event loop (docs/performance.md, run 8).
 CHECKPOINT_EVERY_SECONDS = 0.1
 CATCH_UP_ROUNDS = 3
 RESTART_AFTER_FRAMES = 4096
