@@ -35,8 +35,12 @@ class Comparison:
 
     variant: Variant
     maximum: dict[str, list[Measurement]] = field(default_factory=lambda: {side: [] for side in SIDES})
-    half_rate_target: float = 0.0
     half_rate: dict[str, list[Measurement]] = field(default_factory=lambda: {side: [] for side in SIDES})
+
+    @property
+    def half_rate_target(self) -> float:
+        """Both versions are held to half the before version's median maximum."""
+        return median_rate(self.maximum["before"], self.variant) / 2
 
 
 def order_of_round(round_number: int) -> tuple[str, ...]:
@@ -74,7 +78,6 @@ def compare(args, commands: dict[str, dict], workdir: Path) -> dict[str, Compari
         return comparisons
     for name, comparison in comparisons.items():
         variant = comparison.variant
-        comparison.half_rate_target = median_rate(comparison.maximum["before"], variant) / 2
         for round_number in range(1, args.rounds + 1):
             for side in order_of_round(round_number):
                 with started(variant.server, commands[side], workdir) as (url, _process):
@@ -171,15 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", default="ingest-batch,service-single", help=f"comma-separated, from {', '.join(service_variants)}"
     )
     parser.add_argument("--rounds", type=int, default=4, help="rounds per version; the median is reported")
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of load before each maximum, discarded")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument(
-        "--half-rate",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also compare p99 at half the before version's maximum",
-    )
+    run_bench.add_load_options(parser, half_rate_help="also compare p99 at half the before version's maximum")
     parser.add_argument("--package", default="event_service", help="import package of the baked services")
     parser.add_argument(
         "--service-python", default=sys.executable, help="python with the baked services' dependencies installed"

@@ -321,19 +321,19 @@ def machine_description() -> str:
     )
 
 
+def add_load_options(parser: argparse.ArgumentParser, half_rate_help: str) -> None:
+    """How each server is loaded: the options this script and compare.py share."""
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per server start")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of load before each maximum, discarded")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections for the maximum")
+    parser.add_argument("--half-rate", action=argparse.BooleanOptionalAction, default=True, help=half_rate_help)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per variant and round")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of load before each measurement, discarded")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument(
-        "--half-rate",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also measure the service's latency at half its maximum rate",
-    )
+    add_load_options(parser, half_rate_help="also measure the service's latency at half its maximum rate")
     parser.add_argument(
         "--e2e-seconds",
         type=float,

@@ -5,8 +5,9 @@ Why not a thread: on one core a store thread costs more in hand-offs and GIL swi
 (docs/performance.md). A WAL commit with synchronous=NORMAL is a write() without fsync, so it is cheap enough to run
 on the loop. The fsyncs happen in checkpoints, which a thread runs on its own connection: PASSIVE rounds copy the
 WAL into the database without waiting for the writer, and once the copy has caught up and the WAL is large, one
-RESTART lets the next commit start the file over. A checkpoint inside a commit, SQLite's default, stalled the loop
-for ~35 ms every few seconds at half load (docs/performance.md, run 5).
+RESTART lets the next commit start the file over (or, should the copy keep lagging, once the WAL is very large).
+A checkpoint inside a commit, SQLite's default, stalled the loop for ~35 ms every few seconds at half load
+(docs/performance.md, run 5).
 
 A RESTART keeps writers out while it copies and fsyncs. The loop does not wait for it inside SQLite, whose busy
 handler sleeps in steps of up to 25 ms past the end: it sees the RESTART's lock taken and tries again a
