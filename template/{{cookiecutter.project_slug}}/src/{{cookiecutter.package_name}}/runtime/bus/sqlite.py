@@ -1,8 +1,8 @@
 """The embedded bus: one SQLite file in WAL mode (or an in-memory database for tests), no server.
 
-Ingest writes only the event row (with its ordering key and handler names); the next claim turns every stored
-event into its deliveries with one set-based statement (FAN_OUT). Per-row work on the ingest path is what limited
-throughput (docs/performance.md).
+Ingest writes only the event row (with its ordering key and handler names); a claim that finds too few ready
+deliveries turns stored events into their deliveries with one set-based statement (FAN_OUT). Per-row work on the
+ingest path is what limited throughput (docs/performance.md).
 
 Several processes on one host may share the file: deliveries are claimed with a lease, and a claim that is not
 completed before its lease ends (the process died) is handed out again.
@@ -355,8 +355,13 @@ def _claim(
     )
     if purge_before is not None:
         _purge(connection, purge_before)
-    _fan_out(connection, FAN_OUT_LIMIT)
     rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
+    if len(rows) < limit:
+        # Fan out only when the heads run short. Ahead of the handlers, a backlog would move from the events table
+        # (appended in order) into the deliveries table, whose key index takes each insert anywhere. Every head
+        # is older than any event not fanned out yet, so the claim takes the same deliveries either way.
+        _fan_out(connection, FAN_OUT_LIMIT)
+        rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
     connection.executemany(
         "UPDATE deliveries SET state = 1, lease_owner = ?, lease_until = ? WHERE event_seq = ? AND handler = ?",
         [(owner, lease_until, seq, handler) for seq, handler, _, _ in rows],
