@@ -175,7 +175,10 @@ async def test_while_draining_new_events_get_503_and_readiness_fails(api: Api, e
     client, service = api
     assert (await client.get("/readyz")).status_code == 200
     service.begin_drain()
-    assert (await post(client, event_factory.event(ORDER_PLACED, order()))).status_code == 503
+    refused = await post(client, event_factory.event(ORDER_PLACED, order()))
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "draining"
+    assert service.metrics.rejected_by_reason["draining"]._value.get() == 1
     readiness = await client.get("/readyz")
     assert readiness.status_code == 503
     assert readiness.json()["detail"] == "draining"

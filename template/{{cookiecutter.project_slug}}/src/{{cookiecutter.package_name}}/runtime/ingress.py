@@ -32,8 +32,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 _JSON = [(b"content-type", b"application/json")]
-_REASON_BY_STATUS = {401: "unauthorized", 413: "too_large", 415: "unsupported_media_type", 503: "draining"}
+_REASON_BY_STATUS = {401: "unauthorized", 413: "too_large", 415: "unsupported_media_type"}
+RETRY_AFTER_SECONDS = 1
+_EXTRA_HEADERS_BY_ERROR = {
+    "unauthorized": [(b"www-authenticate", b"Bearer")],
+    "backlog_full": [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+}
 _REASON_BY_ERROR = {
+    "draining": "draining",
+    "backlog_full": "backlog_full",
     "invalid_attributes": "invalid_attributes",
     "malformed_json": "malformed",
     "malformed_batch": "malformed",
@@ -95,6 +102,14 @@ class IngressApp:
             if service.draining:
                 raise EventRejected(503, "draining", "the service is shutting down; retry on another instance")
             self._authorize(headers.get("authorization"))
+            if service.backlog.full:  # before the body is read: refusing costs next to nothing
+                raise EventRejected(
+                    503,
+                    "backlog_full",
+                    f"{service.backlog.pending} deliveries are pending, more than SERVICE_MAX_PENDING "
+                    f"({service.backlog.max_pending}); nothing was stored: retry later",
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                )
             declared_length = headers.get("content-length")
             if declared_length is not None and declared_length.isdigit() and int(declared_length) > self._max_body:
                 raise _too_large(self._max_body)
@@ -103,10 +118,10 @@ class IngressApp:
             service.metrics.received.inc(len(events))
             outcome = await service.accept(events, bodies, self._wait_seconds(headers.get("prefer")))
         except EventRejected as rejection:
-            reason = _REASON_BY_STATUS.get(rejection.status) or _REASON_BY_ERROR.get(rejection.body["error"])
+            reason = _REASON_BY_ERROR.get(rejection.body["error"]) or _REASON_BY_STATUS.get(rejection.status)
             if reason:  # 422s were counted where they were decided
                 service.metrics.reject(reason)
-            extra = [(b"www-authenticate", b"Bearer")] if rejection.status == 401 else []
+            extra = _EXTRA_HEADERS_BY_ERROR.get(rejection.body["error"], [])
             await _respond(send, rejection.status, rejection.body, extra)
             return
         if outcome.outcomes is None:

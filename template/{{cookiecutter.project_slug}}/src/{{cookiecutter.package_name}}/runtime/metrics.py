@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 REJECTION_REASONS = (
     "unauthorized",
     "draining",
+    "backlog_full",
     "unsupported_media_type",
     "too_large",
     "malformed",

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from .backlog import Backlog
 from .bus import EventBus, NewEvent, open_bus
 from .cloudevents import CloudEvent, EventRejected
 from .ids import new_event_id
@@ -51,12 +52,14 @@ class Service:
             handler_timeout=settings.handler_timeout_seconds,
             poll_seconds=settings.poll_seconds,
         )
+        self.backlog = Backlog(self.bus, settings.max_pending)
         self.draining = False
         self.started = False
         self._run_workers = True
 
     async def start(self, *, run_workers: bool = True) -> None:
         await self.bus.open()
+        self.backlog.start()
         self._run_workers = run_workers
         if run_workers:
             self.workers.start()
@@ -79,6 +82,7 @@ class Service:
         if not self.started:
             return
         await self.workers.stop(self.settings.shutdown_timeout_seconds)
+        await self.backlog.stop()
         await self.bus.close()
         self.started = False
         log.info("service_stopped")

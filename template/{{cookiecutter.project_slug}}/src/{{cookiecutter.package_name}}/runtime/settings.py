@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=1000, gt=0)
     max_wait_seconds: float = Field(default=30.0, ge=0)
     worker_concurrency: int = Field(default=16, gt=0)
+    # pending deliveries (bus_pending_events) past which POST /events answers 503; 0: no bound
+    max_pending: int = Field(default=100_000, ge=0)
     max_attempts: int = Field(default=5, gt=0)
     retry_base_seconds: float = Field(default=0.5, ge=0)
     retry_max_seconds: float = Field(default=60.0, ge=0)
