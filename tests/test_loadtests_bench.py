@@ -111,6 +111,9 @@ def test_app_cost_posts_through_a_bakes_app_and_counts_its_instructions(bake_pro
 
     seconds = re.search(r"([0-9.]+) CPU µs per event", app_cost("single", "--requests", "200"))
     assert seconds and float(seconds.group(1)) > 0
+    # drain: the same ingest, then the workers until every handler processed every event, so it costs more
+    drained = re.search(r"([0-9.]+) CPU µs per event", app_cost("drain", "--requests", "200"))
+    assert drained and float(drained.group(1)) > float(seconds.group(1))
     counted = re.search(r"([0-9,]+) instructions per event", app_cost("batch", "--requests", "2", "--callgrind"))
     assert counted and 10_000 < int(counted.group(1).replace(",", "")) < 10_000_000
 

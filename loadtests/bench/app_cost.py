@@ -1,7 +1,9 @@
 """Cost of one event through a baked service's ASGI app, in process: no network, no load generator.
 
 Drives the app's POST /events with N prepared requests (single events, 25 in flight, or batches of 100) against a
-fresh SQLite store, as `serve --no-workers` would take them, and prints the CPU time per event. With --callgrind it
+fresh SQLite store, as `serve --no-workers` would take them, and prints the CPU time per event. Mode `drain` posts
+single events the same way, then runs the workers until every handler has processed every event: its figure less
+`single`'s is the handlers' side (fan-out, claim, handler, complete) per event. With --callgrind it
 runs itself twice under valgrind (N and 2N requests) and prints the instructions per event from the difference,
 which leaves out start-up and, unlike seconds, barely moves with what else the machine is doing: the figure to
 compare two versions of the service by on a shared machine (docs/performance.md).
@@ -27,6 +29,7 @@ from typing import Any
 TOKEN = "app-cost-token"  # noqa: S105  (a throwaway token for an in-process service)
 IN_FLIGHT = 25  # single events: requests awaited together, so the store commits several per loop turn, as under load
 BATCH_SIZE = 100
+EVENT_TYPE = "com.example.order.placed"
 
 
 def event_json(number: int, random_id: bool) -> str:
@@ -34,7 +37,7 @@ def event_json(number: int, random_id: bool) -> str:
     event_id = str(uuid.uuid4()) if random_id else f"app-cost-{number}"
     order = number % 1000
     return (
-        f'{{"specversion":"1.0","id":"{event_id}","source":"/bench/app-cost","type":"com.example.order.placed",'
+        f'{{"specversion":"1.0","id":"{event_id}","source":"/bench/app-cost","type":"{EVENT_TYPE}",'
         f'"subject":"order-{order}","datacontenttype":"application/json","data":{{"order_id":"order-{order}",'
         f'"customer_id":"customer-{number % 5000}","amount_cents":{number % 100000},"currency":"EUR"}}}}'
     )
@@ -50,8 +53,9 @@ def request_bodies(requests: int, per_request: int, random_id: bool) -> list[byt
     ]
 
 
-async def drive(package: str, bodies: list[bytes], batch: bool) -> float:
-    """Post every body through the app; the CPU seconds it took. Raises unless every answer is 202."""
+async def drive(package: str, bodies: list[bytes], batch: bool, drain: bool = False) -> float:
+    """Post every body through the app (then, with `drain`, run the workers until each handler processed every
+    event); the CPU seconds it took. Raises unless every answer is 202."""
     ingress = importlib.import_module(f"{package}.runtime.ingress")
     cli = importlib.import_module(f"{package}.runtime.cli")  # the registry and settings `serve` itself uses
     service = importlib.import_module(f"{package}.runtime.service")
@@ -87,11 +91,25 @@ async def drive(package: str, bodies: list[bytes], batch: bool) -> float:
     started = time.process_time()
     for start in range(0, len(bodies), in_flight):
         await asyncio.gather(*(post(body) for body in bodies[start : start + in_flight]))
+    if drain:
+        await processed_by_every_handler(app.service, len(bodies))
     cpu_seconds = time.process_time() - started
     await app.service.stop()
     if statuses.count(202) != len(bodies):
         raise RuntimeError(f"not every request was accepted: statuses {sorted(set(statuses))}")
     return cpu_seconds
+
+
+async def processed_by_every_handler(service: Any, events: int) -> None:
+    """Start the workers and wait until each of their handler series counted `events` (the bench's one type)."""
+    service.workers.start()
+    subscriptions = service.registry.for_type(EVENT_TYPE)
+    counters = [service.metrics.series(s.handler_name, EVENT_TYPE).processed for s in subscriptions]
+    deadline = time.monotonic() + 600
+    while sum(counter._value.get() for counter in counters) < events * len(counters):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers did not process every event within 600 s")
+        await asyncio.sleep(0.01)
 
 
 def run_in_process(args: argparse.Namespace) -> float:
@@ -104,7 +122,7 @@ def run_in_process(args: argparse.Namespace) -> float:
             SERVICE_LOG_LEVEL="WARNING",
             SERVICE_BUS_URL=f"sqlite:///{store_dir}/events.db",
         )
-        cpu_seconds = asyncio.run(drive(args.package, bodies, args.mode == "batch"))
+        cpu_seconds = asyncio.run(drive(args.package, bodies, args.mode == "batch", drain=args.mode == "drain"))
     return cpu_seconds / (args.requests * per_request) * 1e6
 
 
@@ -133,7 +151,7 @@ def instructions(args: argparse.Namespace, requests: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("single", "batch"))
+    parser.add_argument("mode", choices=("single", "batch", "drain"))
     parser.add_argument(
         "--requests",
         type=int,
