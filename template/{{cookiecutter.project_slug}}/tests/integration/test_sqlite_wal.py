@@ -60,25 +60,21 @@ def assert_bounded(bounded: int, control: int) -> None:
     assert bounded < control / 2, f"WAL: {bounded} bytes, {control} in the control"
 
 
-async def test_the_checkpoint_thread_starts_the_wal_over_under_steady_writes(
+async def test_the_checkpoint_thread_keeps_the_wal_bounded_under_steady_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Copies that catch up let the WAL start over, by itself or by a RESTART once past RESTART_AFTER_FRAMES.
+
+    Which of the two does it depends on the machine's load (CI saw both), so the RESTART step itself is checked by
+    the two tests below, where the copy never catches up or every catch-up RESTARTs.
+    """
     monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
-    checkpoint = LoopStore._checkpoint
-    modes: list[str] = []
-
-    def recorded(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
-        modes.append(mode)
-        return checkpoint(connection, mode)
-
-    monkeypatch.setattr(LoopStore, "_checkpoint", staticmethod(recorded))
     # The control: the same writes with no checkpoint thread, so the WAL keeps every frame and the bound below is not
-    # a given. A thread without the RESTART step is no control: on a fast machine its WAL often started over by
-    # itself, whenever a PASSIVE copy caught up between two commits (0.9-25 MB where this one is ~37 MB).
+    # a given. A thread without the RESTART step is no control: here its WAL often started over by itself, whenever
+    # a PASSIVE copy caught up between two commits (0.9-25 MB where this one is ~37 MB).
     without_thread = await largest_wal_with(tmp_path / "control.db", monkeypatch, None)
-    with_restarts = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
-    assert "RESTART" in modes, "the WAL passed 200 frames and no RESTART ran"
-    assert_bounded(with_restarts, without_thread)
+    with_thread = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
+    assert_bounded(with_thread, without_thread)
 
 
 async def test_a_copy_that_never_catches_up_is_restarted_past_the_forced_bound(
