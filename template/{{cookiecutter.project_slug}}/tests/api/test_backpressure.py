@@ -10,7 +10,6 @@ import pytest
 
 from {{ cookiecutter.package_name }}.runtime import backlog
 from {{ cookiecutter.package_name }}.runtime.registry import HandlerContext, HandlerRegistry
-from {{ cookiecutter.package_name }}.runtime.service import Service
 from {{ cookiecutter.package_name }}.testing import EventFactory, service_client
 
 PING = "test.ping"
@@ -47,10 +46,6 @@ async def until(condition_met: Callable[[], bool], timeout: float = 5.0) -> None
         await asyncio.sleep(0.01)
 
 
-async def pending(service: Service) -> int:
-    return await service.bus.pending_count()
-
-
 async def test_over_the_bound_new_events_get_503_with_retry_after_until_the_handlers_catch_up(
     event_factory: EventFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,7 +63,7 @@ async def test_over_the_bound_new_events_get_503_with_retry_after_until_the_hand
         assert refused.json()["error"] == "backlog_full"
         assert "SERVICE_MAX_PENDING" in refused.json()["detail"]
         assert service.metrics.rejected_by_reason["backlog_full"]._value.get() == 1
-        assert await pending(service) == 3  # nothing of the refused request was stored
+        assert await service.bus.pending_count() == 3  # nothing of the refused request was stored
         release.set()
         await until(lambda: not service.backlog.full)
         assert (await post(client, [event_factory.event(PING, {"n": 3})])).status_code == 202
@@ -81,5 +76,5 @@ async def test_with_the_bound_at_zero_events_are_always_accepted(event_factory: 
         await service.backlog.refresh()
 
         assert (await post(client, [event_factory.event(PING, {"n": 3})])).status_code == 202
-        assert await pending(service) == 4
+        assert await service.bus.pending_count() == 4
         release.set()

@@ -40,12 +40,13 @@ def largest_wal_while_writing(path: Path, seconds: float) -> int:
     return largest
 
 
-async def largest_wal_with(path: Path, monkeypatch: pytest.MonkeyPatch, restart_after_frames: int | None) -> int:
-    """The largest WAL under largest_wal_while_writing, with a checkpoint thread (none for None)."""
-    if restart_after_frames is not None:
-        monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", restart_after_frames)
-    checkpoint_connect = None if restart_after_frames is None else (lambda: connect_to(path))
-    store = LoopStore(lambda: connect_to(path), checkpoint_connect)
+async def largest_wal_with(path: Path, monkeypatch: pytest.MonkeyPatch, restart_after_frames: int) -> int:
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", restart_after_frames)
+    return await largest_wal_of(LoopStore(lambda: connect_to(path), lambda: connect_to(path)), path)
+
+
+async def largest_wal_of(store: LoopStore, path: Path) -> int:
+    """The largest WAL under largest_wal_while_writing while `store` runs (and its checkpoint thread, if it has one)."""
     store.start()
     try:
         return await asyncio.to_thread(largest_wal_while_writing, path, 2.0)
@@ -72,7 +73,8 @@ async def test_the_checkpoint_thread_keeps_the_wal_bounded_under_steady_writes(
     # The control: the same writes with no checkpoint thread, so the WAL keeps every frame and the bound below is not
     # a given. A thread without the RESTART step is no control: here its WAL often started over by itself, whenever
     # a PASSIVE copy caught up between two commits (0.9-25 MB where this one is ~37 MB).
-    without_thread = await largest_wal_with(tmp_path / "control.db", monkeypatch, None)
+    control = tmp_path / "control.db"
+    without_thread = await largest_wal_of(LoopStore(lambda: connect_to(control)), control)
     with_thread = await largest_wal_with(tmp_path / "events.db", monkeypatch, 200)
     assert_bounded(with_thread, without_thread)
 
