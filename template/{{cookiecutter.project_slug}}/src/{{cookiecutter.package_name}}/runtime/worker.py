@@ -12,6 +12,7 @@ import msgspec
 
 from .bus import Delivery, EventBus
 from .cloudevents import CloudEvent
+from .deadlines import Deadlines
 from .logs import get_logger
 from .metrics import Metrics
 from .registry import HandlerContext, HandlerRegistry, NonRetryableError, Publisher, Subscription
@@ -61,7 +62,7 @@ class Workers:
         self._retry = retry
         self._publish_for = publish_for
         self._concurrency = concurrency
-        self._handler_timeout = handler_timeout
+        self._deadlines = Deadlines(handler_timeout)
         self._poll_seconds = poll_seconds
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -88,6 +89,7 @@ class Workers:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+        await self._deadlines.close()
 
     async def run_once(self) -> int:
         """Claim and run one round of due deliveries to completion; returns how many ran (testing kit)."""
@@ -175,9 +177,7 @@ class Workers:
         else:
             # sync handlers run in a thread so they cannot stall ingress
             call = asyncio.to_thread(subscription.function, data, context)
-        # a deadline on this task, not wait_for's extra task per delivery
-        async with asyncio.timeout(self._handler_timeout):
-            return await call
+        return await self._deadlines.run(call)
 
     async def _failed(
         self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception
