@@ -106,6 +106,26 @@ async def test_a_store_written_before_the_fan_out_step_is_upgraded_and_its_deliv
     assert "events_by_received_at" not in indexes  # nothing reads it any more, and every insert paid for it
 
 
+async def test_a_store_with_the_earlier_key_index_loses_it_and_keeps_each_key_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    events = EventFactory().many(4, PING, lambda n: {"n": n}, subject_for=lambda n: f"key-{n % 2}")
+    handler = RecordingHandler("worker")
+    async with BusHarness(recording_registry(handler), bus_url=f"sqlite:///{path}") as bus:
+        await bus.publish(*events)
+        await bus.service.bus.claim(1)  # makes the deliveries (released again on close), so the old index holds them
+    with sqlite3.connect(path) as connection:  # the index earlier releases made, which holds the state
+        connection.execute("DROP INDEX deliveries_by_key_seq")
+        connection.execute("CREATE INDEX deliveries_by_key ON deliveries (handler, ordering_key, state, event_seq)")
+
+    async with BusHarness(recording_registry(handler), bus_url=f"sqlite:///{path}") as bus:
+        await bus.drain()
+    assert handler.event_ids == [event["id"] for event in events]
+    with sqlite3.connect(path) as connection:
+        indexes = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "deliveries_by_key" not in indexes  # every claim and promotion moved its entries
+    assert "deliveries_by_key_seq" in indexes
+
+
 async def test_stored_events_count_as_pending_before_their_deliveries_are_made(tmp_path: Path) -> None:
     registry = HandlerRegistry()
     first, second = RecordingHandler("first"), RecordingHandler("second")

@@ -59,8 +59,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (event_seq, handler)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, event_seq);
-CREATE INDEX IF NOT EXISTS deliveries_by_key ON deliveries (handler, ordering_key, state, event_seq);
+CREATE INDEX IF NOT EXISTS deliveries_by_key_seq ON deliveries (handler, ordering_key, event_seq);
 """
+
+# The key index holds no state: a claim (READY to CLAIMED) and a promotion (WAITING to READY) then leave it as it is,
+# where an index with the state moved each entry twice per delivery (docs/performance.md, run 10). Its readers
+# filter the state per row. Stores from earlier releases have this one instead; it is dropped on open.
+STATEFUL_KEY_INDEX = "deliveries_by_key"
 
 # events whose deliveries are not made yet (handlers is cleared by the fan-out): a small index, as the fan-out
 # keeps up with ingest
@@ -454,6 +459,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
     connection.execute(FAN_OUT_INDEX)
     # stores from earlier releases: the purge no longer reads this index (see _purge), and it costs every insert
     connection.execute("DROP INDEX IF EXISTS events_by_received_at")
+    connection.execute(f"DROP INDEX IF EXISTS {STATEFUL_KEY_INDEX}")
 
 
 def _ping(connection: sqlite3.Connection) -> None:
