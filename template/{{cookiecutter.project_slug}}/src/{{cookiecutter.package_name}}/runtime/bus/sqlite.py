@@ -18,6 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..settings import Settings
@@ -99,7 +100,7 @@ ORDER BY seq
 
 
 CLAIMABLE = """
-SELECT d.event_seq, d.handler, d.attempts, e.body
+SELECT d.event_seq, d.handler, d.attempts, e.body, d.ordering_key
 FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq
 WHERE d.state = 4 AND d.due_at <= ?1
 ORDER BY d.event_seq
@@ -107,13 +108,15 @@ LIMIT ?2
 """
 
 
-# the next delivery of a (handler, key) queue becomes its head. Called only when the head itself left the queue
-# (completed or dead-lettered), so no check for another head: a queue has at most one, and only heads are claimed.
+# After a delivery left its (handler, key) queue (completed or dead-lettered), the next one becomes the head, unless
+# the queue has a head already. That check makes a completion safe without knowing whether the delivery was still
+# the head: a late completion (its lease ran out, and another process claimed it again) must not add a second one.
 PROMOTE_NEXT = """
 UPDATE deliveries SET state = 4
 WHERE (event_seq, handler) = (
     SELECT event_seq, handler FROM deliveries
     WHERE handler = ?1 AND ordering_key = ?2 AND state = 0 ORDER BY event_seq LIMIT 1)
+AND NOT EXISTS (SELECT 1 FROM deliveries WHERE handler = ?1 AND ordering_key = ?2 AND state IN (1, 4))
 """
 
 # after a replay, or on a store written by an older release: every queue without a head gets its first one
@@ -127,6 +130,13 @@ WHERE state = 0 AND (
                         AND q.ordering_key = deliveries.ordering_key AND q.state = 0
                         AND q.event_seq < deliveries.event_seq)))
 """
+
+
+@dataclass(slots=True)
+class SQLiteDelivery(Delivery):
+    """A delivery with its ordering key, which its completion needs to move the key's queue on."""
+
+    ordering_key: str | None = None
 
 
 class SQLiteBus:
@@ -216,7 +226,9 @@ class SQLiteBus:
         return await self._store.call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)
 
     async def complete(self, delivery: Delivery) -> None:
-        await self._store.call(_complete, delivery.position, delivery.handler)
+        if not isinstance(delivery, SQLiteDelivery):
+            raise TypeError("the SQLite bus only takes back deliveries it handed out")
+        await self._store.call_grouped(_complete, (delivery.position, delivery.handler, delivery.ordering_key))
         self._work.set()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
@@ -369,24 +381,29 @@ def _claim(
         rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
     connection.executemany(
         "UPDATE deliveries SET state = 1, lease_owner = ?, lease_until = ? WHERE event_seq = ? AND handler = ?",
-        [(owner, lease_until, seq, handler) for seq, handler, _, _ in rows],
+        [(owner, lease_until, seq, handler) for seq, handler, _, _, _ in rows],
     )
     return [
-        Delivery(position=seq, handler=handler, attempts=attempts, body=body) for seq, handler, attempts, body in rows
+        SQLiteDelivery(position=seq, handler=handler, attempts=attempts, body=body, ordering_key=key)
+        for seq, handler, attempts, body, key in rows
     ]
 
 
-def _complete(connection: sqlite3.Connection, seq: int, handler: str) -> None:
-    finished = connection.execute(
-        "DELETE FROM deliveries WHERE event_seq = ? AND handler = ? RETURNING ordering_key, state", (seq, handler)
-    ).fetchone()
-    # a late completion (the lease ran out) may remove a row dead-lettered meanwhile: that one was no head
-    if finished is not None and finished[1] in (CLAIMED, READY):
-        _promote_next(connection, handler, finished[0])
+def _complete(connection: sqlite3.Connection, finished: list[tuple[int, str, str | None]]) -> None:
+    """Remove the deliveries of one turn of the loop and move their keys' queues on: two statements, not two per
+    delivery (docs/performance.md, run 10)."""
+    connection.executemany(
+        "DELETE FROM deliveries WHERE event_seq = ? AND handler = ?", [(seq, handler) for seq, handler, _ in finished]
+    )
+    # A late completion may remove a row dead-lettered meanwhile, or one another process claimed again: PROMOTE_NEXT
+    # adds no head where the queue has one.
+    keyed = [(handler, key) for _, handler, key in finished if key is not None]
+    if keyed:
+        connection.executemany(PROMOTE_NEXT, keyed)
 
 
 def _promote_next(connection: sqlite3.Connection, handler: str, ordering_key: str | None) -> None:
-    """The head of a (handler, key) queue just left it: the next delivery of that key moves up."""
+    """A delivery of a (handler, key) queue just left it: the next delivery of that key moves up if need be."""
     if ordering_key is not None:
         connection.execute(PROMOTE_NEXT, (handler, ordering_key))
 
