@@ -1,8 +1,10 @@
 """The bus contract with fake handlers: routing, fan-out, retries, dead letters, replay, dedup, ordering."""
 
 import asyncio
+import contextvars
 import random
 import threading
+import time
 
 import msgspec
 
@@ -221,6 +223,54 @@ async def test_a_sync_handler_runs_in_a_worker_thread_not_on_the_event_loop(
         await bus.drain()
     assert len(threads) == 1
     assert threads[0] != threading.main_thread().name
+
+
+REQUEST_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("request_label", default="unset")
+
+
+async def test_a_sync_handler_sees_the_context_variables_of_the_task_that_delivers_to_it(
+    event_factory: EventFactory,
+) -> None:
+    seen: list[str] = []
+
+    def reads_the_label(data: Ping, context: HandlerContext) -> None:
+        seen.append(REQUEST_LABEL.get())
+
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="reads_the_label")(reads_the_label)
+    REQUEST_LABEL.set("set by the caller")  # the harness's delivery tasks start from this task's context
+    async with BusHarness(registry) as bus:
+        await bus.publish(event_factory.event(PING, {"n": 1}))
+        await bus.drain()
+    assert seen == ["set by the caller"]
+
+
+async def test_sync_handlers_in_flight_each_get_a_thread_so_no_call_waits_out_its_deadline(
+    event_factory: EventFactory,
+) -> None:
+    # asyncio's shared pool has 6 threads on 2 cores: there, the second half of these calls waited for a thread,
+    # and their deadline, counted from the call, ran out before they ended
+    running = peak = 0
+    lock = threading.Lock()
+
+    def slow(data: Ping, context: HandlerContext) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.3)
+        with lock:
+            running -= 1
+        return data.n
+
+    registry = HandlerRegistry()
+    registry.on(PING, Ping, name="slow")(slow)
+    events = event_factory.many(12, PING, lambda n: {"n": n})
+    async with BusHarness(registry, worker_concurrency=12, handler_timeout_seconds=0.5, max_attempts=1) as bus:
+        await bus.publish(*events)
+        await bus.drain()
+        assert await bus.dead_letters() == []
+    assert peak == 12
 
 
 async def test_an_id_is_accepted_again_once_its_dedup_window_has_passed(

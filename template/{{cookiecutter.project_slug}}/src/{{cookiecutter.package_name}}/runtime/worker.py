@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +55,7 @@ class Workers:
         retry: RetryPolicy,
         publish_for: PublishFactory,
         *,
-        concurrency: int = 16,
+        concurrency: int = 64,
         handler_timeout: float = 30.0,
         poll_seconds: float = 0.2,
     ) -> None:
@@ -63,6 +66,7 @@ class Workers:
         self._publish_for = publish_for
         self._concurrency = concurrency
         self._deadlines = Deadlines(handler_timeout)
+        self._threads: ThreadPoolExecutor | None = None  # for sync handlers, made at the first sync call
         self._poll_seconds = poll_seconds
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -90,6 +94,9 @@ class Workers:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
         await self._deadlines.close()
+        if self._threads is not None:  # a sync call cut off by its deadline may still run: do not wait for it
+            self._threads.shutdown(wait=False)
+            self._threads = None
 
     async def run_once(self) -> int:
         """Claim and run one round of due deliveries to completion; returns how many ran (testing kit)."""
@@ -175,9 +182,18 @@ class Workers:
         if subscription.is_async:
             call: Awaitable[Any] = subscription.function(data, context)
         else:
-            # sync handlers run in a thread so they cannot stall ingress
-            call = asyncio.to_thread(subscription.function, data, context)
+            # Sync handlers run in a thread so they cannot stall ingress, in a pool with a thread per call in flight:
+            # in asyncio's shared pool (6 threads on 2 cores) they queued, and their deadline counted the wait.
+            # The context is copied, as asyncio.to_thread does: the handler sees the delivering task's context
+            # variables (structlog's bound fields among them).
+            run_in_context = functools.partial(contextvars.copy_context().run, subscription.function, data, context)
+            call = asyncio.get_running_loop().run_in_executor(self._thread_pool(), run_in_context)
         return await self._deadlines.run(call)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sync-handler")
+        return self._threads
 
     async def _failed(
         self, delivery: Delivery, event: CloudEvent, subscription: Subscription, error: Exception
