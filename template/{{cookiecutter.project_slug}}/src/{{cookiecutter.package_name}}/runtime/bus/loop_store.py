@@ -69,15 +69,7 @@ class LoopStore:
                 self._checkpointer.start()
 
     async def call(self, job: Callable[..., ResultT], *args: Any) -> ResultT:
-        if self._connection is None:
-            raise sqlite3.ProgrammingError("the store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[ResultT] = loop.create_future()
-        self._pending.append((job, args, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self._enqueue(job, args)  # type: ignore[no-any-return]
 
     async def call_grouped(self, job: Callable[[sqlite3.Connection, list[Any]], ResultT], item: Any) -> ResultT:
         """Queue `item` for `job`: the calls of one turn of the loop run `job(connection, items)` once, together.
@@ -85,19 +77,24 @@ class LoopStore:
         For work done per delivery at high rates (completions): one statement over many rows in place of one per row.
         The group runs where its first item was queued; every caller gets its result, or its error.
         """
-        if self._connection is None:
-            raise sqlite3.ProgrammingError("the store is not open")
         group = self._groups.get(job)
         if group is None:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[ResultT] = loop.create_future()
-            group = self._groups[job] = ([], future)
-            self._pending.append((job, (group[0],), future))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
+            items: list[Any] = []
+            group = self._groups[job] = (items, self._enqueue(job, (items,)))
         group[0].append(item)
-        return await group[1]
+        return await group[1]  # type: ignore[no-any-return]
+
+    def _enqueue(self, job: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Queue one job for this turn's transaction; the future its result or error is set on."""
+        if self._connection is None:
+            raise sqlite3.ProgrammingError("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((job, args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
 
     async def stop(self) -> None:
         if self._checkpointer is not None:  # first, so no RESTART holds back the last flush

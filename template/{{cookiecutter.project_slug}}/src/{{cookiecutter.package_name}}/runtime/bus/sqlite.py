@@ -25,11 +25,10 @@ from ..settings import Settings
 from .base import DeadLetter, Delivery, NewEvent
 from .loop_store import LoopStore
 
-# A delivery is WAITING behind an earlier open delivery of the same handler and ordering key, or READY (the head
-# of its queue: claimable once due), CLAIMED by a process under a lease, or DEAD (dead-lettered). Only heads are
-# READY, so a claim reads heads in event order and never scans the backlog behind them.
-WAITING, CLAIMED, DEAD, READY = 0, 1, 3, 4
-OPEN_STATES = (WAITING, CLAIMED, READY)
+# A delivery's state, written as these numbers in the SQL below: WAITING (0) behind an earlier open delivery of
+# the same handler and ordering key, READY (4: the head of its queue, claimable once due), CLAIMED (1) by a process
+# under a lease, or DEAD (3, dead-lettered). Only heads are READY, so a claim reads heads in event order and never
+# scans the backlog behind them.
 PURGE_EVERY_SECONDS = 60.0
 # events turned into deliveries per claim: bounds how long one claim holds the event loop
 FAN_OUT_LIMIT = 500
