@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import msgspec
@@ -135,8 +135,54 @@ def event_from_mapping(mapping: Any, index: int | None = None) -> CloudEvent:
     )
 
 
+class _PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """An event with no attributes but the spec's own and the ordering extension, typed as event_from_mapping checks
+    them: most events are this, and msgspec decodes and checks one from its JSON in one call, where the checks in
+    Python were a third of what a batch cost (docs/performance.md, run 11)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    source: Annotated[str, msgspec.Meta(min_length=1)]
+    type: Annotated[str, msgspec.Meta(min_length=1)]
+    specversion: Literal["1.0"]
+    subject: str | None = None
+    time: str | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = None
+    partitionkey: str | int | bool | None = None
+
+
+_decode_plain = msgspec.json.Decoder(_PlainEvent).decode
+
+
+def event_from_json(body: bytes | msgspec.Raw, index: int | None = None) -> CloudEvent:
+    """One event (structured mode, or a batch member) from its JSON: what event_from_mapping accepts, and nothing else.
+
+    An event that is not plain (other extensions, data_base64, or anything that fails the plain checks) takes the
+    long way, so each rejection is worded in one place.
+    """
+    try:
+        plain = _decode_plain(body)
+    except msgspec.MsgspecError:
+        return event_from_mapping(_parse_json(body), index)
+    if plain.time is not None and not _is_rfc3339(plain.time):
+        return event_from_mapping(_parse_json(body), index)
+    return CloudEvent(
+        id=plain.id,
+        source=plain.source,
+        type=plain.type,
+        specversion=plain.specversion,
+        subject=plain.subject,
+        time=plain.time,
+        datacontenttype=plain.datacontenttype,
+        dataschema=plain.dataschema,
+        data=plain.data,
+        extensions={} if plain.partitionkey is None else {ORDERING_EXTENSION: plain.partitionkey},
+    )
+
+
 def parse_structured(body: bytes) -> CloudEvent:
-    return event_from_mapping(_parse_json(body))
+    return event_from_json(body)
 
 
 def parse_batch(body: bytes, max_events: int) -> tuple[list[CloudEvent], list[bytes]]:
@@ -154,7 +200,7 @@ def parse_batch(body: bytes, max_events: int) -> tuple[list[CloudEvent], list[by
             f"a batch holds at most {max_events} events, got {len(members)}",
             max_events=max_events,
         )
-    events = [event_from_mapping(_parse_json(member), index) for index, member in enumerate(members)]
+    events = [event_from_json(member, index) for index, member in enumerate(members)]
     return events, [bytes(member) for member in members]
 
 
