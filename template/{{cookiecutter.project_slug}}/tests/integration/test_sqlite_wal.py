@@ -154,3 +154,69 @@ async def test_commits_wait_for_a_restart_checkpoint_and_the_event_loop_does_not
     assert not inside, f"{len(inside)} commits landed while a RESTART held the file"
     assert longest_stall < 0.25, f"the event loop stalled {longest_stall:.3f} s"
     assert len(committed_at) > 10  # and writing went on between the restarts
+
+
+async def test_a_caught_up_wal_is_restarted_only_if_no_commit_came_since_its_round_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RESTART holds commits back while it copies and fsyncs what came since the last round: the thread RESTARTs
+    only a WAL that nothing was committed to since, so it has nothing left to do but start the file over, until the
+    WAL passes LATE_RESTART_AFTER_FRAMES."""
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", 0)
+    monkeypatch.setattr(loop_store, "LATE_RESTART_AFTER_FRAMES", 100)
+    monkeypatch.setattr(loop_store, "FORCE_RESTART_AFTER_FRAMES", 10**9)
+    path = tmp_path / "events.db"
+    store = LoopStore(lambda: connect_to(path), lambda: connect_to(path))
+    restarts: list[str] = []
+    commit_during_each_round = False
+
+    def copy_everything(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
+        if mode == "RESTART":
+            restarts.append(mode)
+        elif commit_during_each_round:
+            store._transactions += 1  # what the loop's flush counts, as if it committed while this round copied
+        return 10, True
+
+    monkeypatch.setattr(LoopStore, "_checkpoint", staticmethod(copy_everything))
+
+    async def restarts_in(seconds: float) -> int:
+        restarts.clear()
+        store.start()
+        await asyncio.sleep(seconds)
+        await store.stop()
+        return len(restarts)
+
+    assert await restarts_in(0.3) > 0  # the control: quiet rounds, so caught-up WALs are restarted
+    commit_during_each_round = True
+    assert await restarts_in(0.3) == 0  # 10 frames: short of the late bound
+    monkeypatch.setattr(loop_store, "LATE_RESTART_AFTER_FRAMES", 5)
+    assert await restarts_in(0.3) > 0
+
+
+async def test_the_wal_stays_bounded_under_the_stores_own_steady_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's own case: every write is a transaction on the loop, which the thread counts."""
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", 200)
+
+    async def largest_wal_writing_through(store: LoopStore, path: Path) -> int:
+        store.start()
+        try:
+            await store.call(lambda c: c.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY, body BLOB)"))
+            largest = 0
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                await store.call(lambda c: c.executemany("INSERT INTO rows (body) VALUES (?)", [(ROW,)] * 20))
+                largest = max(largest, (path.parent / f"{path.name}-wal").stat().st_size)
+                await asyncio.sleep(0.001)
+            return largest
+        finally:
+            await store.stop()
+
+    control = tmp_path / "control.db"
+    without_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(control)), control)
+    path = tmp_path / "events.db"
+    with_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(path), lambda: connect_to(path)), path)
+    assert_bounded(with_thread, without_thread)
