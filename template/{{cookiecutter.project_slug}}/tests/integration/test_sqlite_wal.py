@@ -1,7 +1,9 @@
 """The SQLite store under steady writes: its checkpoint thread keeps the WAL file from growing without bound."""
 
 import asyncio
+import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -220,3 +222,23 @@ async def test_the_wal_stays_bounded_under_the_stores_own_steady_commits(
     path = tmp_path / "events.db"
     with_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(path), lambda: connect_to(path)), path)
     assert_bounded(with_thread, without_thread)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have nice values of their own on Linux")
+def test_the_checkpoint_thread_runs_nicer_than_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = LoopStore(lambda: connect_to(path), lambda: connect_to(path))
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    store.start()  # starts the thread; the loop is only needed to stop it
+    try:
+        assert store._checkpointer is not None and store._checkpointer.native_id is not None
+        thread_id = store._checkpointer.native_id
+        deadline = time.monotonic() + 5.0  # the thread lowers its priority first thing
+        while os.getpriority(os.PRIO_PROCESS, thread_id) == loop_niceness and time.monotonic() < deadline:
+            time.sleep(0.01)
+        thread_niceness = os.getpriority(os.PRIO_PROCESS, thread_id)
+    finally:
+        asyncio.run(store.stop())
+
+    assert thread_niceness == min(19, loop_niceness + loop_store.CHECKPOINT_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == loop_niceness  # the loop's own thread is left as it was

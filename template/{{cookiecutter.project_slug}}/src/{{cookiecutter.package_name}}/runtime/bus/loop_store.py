@@ -20,7 +20,10 @@ and two fsyncs (2-9 ms, every second or so at half load) was a third of the slow
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,6 +45,10 @@ LATE_RESTART_AFTER_FRAMES = 8192
 # the rest, rather than leave the WAL to grow until a commit checkpoints it on the event loop (sqlite.py).
 FORCE_RESTART_AFTER_FRAMES = 16384
 RETRY_WHILE_RESTARTING_SECONDS = 0.001
+# How much nicer than the process the checkpoint thread runs: on a shared core its copies and fsyncs then wait for
+# the loop's pauses more than they cut into its requests (docs/performance.md, run 11). Not nice 19: there it got
+# too little of a busy core, and the WAL grew until commits checkpointed on the loop (runs 7 and 11).
+CHECKPOINT_NICENESS = 10
 
 
 class LoopStore:
@@ -168,8 +175,10 @@ class LoopStore:
             return False, error
 
     def _checkpoint_loop(self, connect: Callable[[], sqlite3.Connection]) -> None:
-        # At the normal CPU priority: this thread holds locks the loop waits for, and at the lowest (nice 19) it got
-        # the core last, which doubled the all-in-one p99 at half load (docs/performance.md, run 7).
+        # Nicer than the loop, but not the nicest: this thread holds the lock commits wait for while it RESTARTs
+        # (nearly always one with nothing to copy), and at nice 19 it got the core last, which doubled the all-in-one
+        # p99 at half load while RESTARTs still copied (docs/performance.md, runs 7 and 11).
+        _run_nicer_by(CHECKPOINT_NICENESS)
         connection = connect()
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
@@ -215,3 +224,16 @@ class LoopStore:
             log.exception("wal_checkpoint_failed")
             return 0, True
         return wal_frames, copied_frames >= wal_frames
+
+
+def _run_nicer_by(niceness: int) -> None:
+    """Lower the calling thread's CPU priority by `niceness` (Linux gives every thread a nice value of its own).
+
+    Relative to what the thread has, so in a service started under `nice` it still runs below the loop. Elsewhere,
+    or where the system refuses, the thread keeps the loop's priority, as it did before run 11.
+    """
+    if sys.platform != "linux":  # other systems take a thread id for a process id here
+        return
+    thread_id = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, os.getpriority(os.PRIO_PROCESS, thread_id) + niceness))
