@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.runtime import cloudevents
-from {{ cookiecutter.package_name }}.runtime.cloudevents import CloudEvent, EventRejected, event_from_json, event_from_mapping
+from {{ cookiecutter.package_name }}.runtime.cloudevents import (
+    CloudEvent,
+    EventRejected,
+    event_from_json,
+    event_from_mapping,
+)
 
 PLAIN = {
     "specversion": "1.0",

@@ -14,7 +14,7 @@ handler sleeps in steps of up to 25 ms past the end: it sees the RESTART's lock 
 millisecond later, parsing requests meanwhile (docs/performance.md, run 7). So that the loop waits next to nothing,
 the thread RESTARTs a caught-up WAL only when none of the loop's transactions ran since the round that caught up
 began: the RESTART then has nothing to copy or fsync, and only starts the file over. Holding commits for the copy
-and two fsyncs (2-9 ms, every second or so at half load) was a third of the slowest batch requests (run 11).
+and two fsyncs (1-11 ms, every second or so at half load) was a third of the slowest batch requests (run 11).
 """
 
 from __future__ import annotations
