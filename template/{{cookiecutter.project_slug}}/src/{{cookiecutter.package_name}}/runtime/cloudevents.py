@@ -162,10 +162,10 @@ def event_from_json(body: bytes | msgspec.Raw, index: int | None = None) -> Clou
     long way, so each rejection is worded in one place.
     """
     try:
-        plain = _decode_plain(body)
+        plain: _PlainEvent | None = _decode_plain(body)
     except msgspec.MsgspecError:
-        return event_from_mapping(_parse_json(body), index)
-    if plain.time is not None and not _is_rfc3339(plain.time):
+        plain = None
+    if plain is None or (plain.time is not None and not _is_rfc3339(plain.time)):
         return event_from_mapping(_parse_json(body), index)
     return CloudEvent(
         id=plain.id,
