@@ -1,15 +1,29 @@
-"""Jinja extension that tells the hooks where the template repository lives.
+"""Jinja extension that tells the template where the template repository lives and which runtime it pins.
 
 The hooks run from a temporary file, and `_repo_dir` is relative or absent depending on how cookiecutter or cruft
-was called, so the only reliable anchor is this file's own location (see docs/template.md).
+was called, so the only reliable anchor is this file's own location (see docs/template.md). The runtime's version
+is read from the one place it is written, runtime/src/event_runtime/__about__.py, so a bake always pins the
+runtime that this commit of the template ships.
 """
 
+import re
 from pathlib import Path
 
 from jinja2.ext import Extension
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_ABOUT = REPO_ROOT / "runtime" / "src" / "event_runtime" / "__about__.py"
+
+
+def runtime_version() -> str:
+    match = re.search(r'^__version__ = "([^"]+)"$', RUNTIME_ABOUT.read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"no __version__ line in {RUNTIME_ABOUT}")
+    return match.group(1)
 
 
 class RepoRootExtension(Extension):
     def __init__(self, environment):  # type: ignore[no-untyped-def]
         super().__init__(environment)
-        environment.globals["repo_root"] = str(Path(__file__).resolve().parent.parent)
+        environment.globals["repo_root"] = str(REPO_ROOT)
+        environment.globals["runtime_version"] = runtime_version()

@@ -21,7 +21,7 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = project / f"service-{self.port}.log"
-        package = next(path.name for path in (project / "src").iterdir() if (path / "runtime").is_dir())
+        package = next(path.name for path in (project / "src").iterdir() if (path / "app.py").is_file())
         arguments = [str(python), "-m", package, *command]
         if command[0] == "serve":
             arguments += ["--host", "127.0.0.1", "--port", str(self.port)]

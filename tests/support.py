@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from cookiecutter.main import cookiecutter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = REPO_ROOT / "template"
+RUNTIME_DIR = REPO_ROOT / "runtime"
 CACHE_DIR = REPO_ROOT / ".cache"
 
 # the template's local Jinja extension must be importable when a bake names template/ directly
@@ -23,6 +25,32 @@ sys.path.insert(0, str(TEMPLATE_DIR))
 def bake(output_dir: Path, **options: str) -> Path:
     """Bake template/ with these options (no prompts) and return the project directory."""
     return Path(cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(output_dir), extra_context=options))
+
+
+def runtime_source_digest() -> str:
+    """A hash of the runtime's sources: caches built from them (its wheel, the baked venv) are keyed by it."""
+    digest = hashlib.sha256()
+    for path in sorted(RUNTIME_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            digest.update(str(path.relative_to(RUNTIME_DIR)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def runtime_version() -> str:
+    """The runtime's version, from the one place it is written."""
+    about = (RUNTIME_DIR / "src" / "event_runtime" / "__about__.py").read_text()
+    return about.split('__version__ = "', 1)[1].split('"', 1)[0]
+
+
+def build_runtime_wheel(destination: Path) -> Path:
+    """The runtime's wheel, built from runtime/ into `destination` (what a release would publish)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(destination), str(RUNTIME_DIR)],
+        check=True,
+    )
+    return next(destination.glob("event_runtime-*.whl"))
 
 
 def free_port() -> int:

@@ -51,14 +51,14 @@ def test_the_default_bake_is_the_event_service(tmp_path: Path) -> None:
     assert (project / "src" / "event_service" / "handlers" / "orders.py").is_file()
     pyproject = (project / "pyproject.toml").read_text()
     assert 'name = "event-service"' in pyproject
-    assert 'event-service = "event_service.runtime.cli:main"' in pyproject
+    assert 'event-service = "event_service.app:main"' in pyproject
 
 
 def test_custom_names_reach_package_script_and_image(tmp_path: Path) -> None:
     project = bake(tmp_path, project_name="Acme Billing Events", package_name="acme_billing",
                    container_registry="registry.acme.test:5000/platform")
     assert project.name == "acme-billing-events"
-    assert (project / "src" / "acme_billing" / "runtime" / "cli.py").is_file()
+    assert 'name="acme-billing-events"' in (project / "src" / "acme_billing" / "app.py").read_text()
     assert not (project / "src" / "event_service").exists()
     assert "REGISTRY := registry.acme.test:5000/platform" in (project / "Makefile").read_text()
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import bake, options_id, run_in
+from support import bake, options_id, run_in, runtime_version
 from test_bake import OPTION_SETS
 
 pytestmark = pytest.mark.slow
@@ -37,8 +37,8 @@ def test_the_make_targets_run_green_through_tox_in_a_fresh_bake(tmp_path: Path, 
     assert (project / "reports" / "coverage.xml").is_file()
 
     # the image's install step, run without Docker: the wheel into a fresh venv, its command answers
-    assert "install-runtime.sh /dist /opt/venv" in (project / "Dockerfile").read_text()
-    installed = run_in(project, baked_python, "sh", "scripts/install-runtime.sh", "dist", str(tmp_path / "runtime"),
+    assert "install-service.sh /dist /opt/venv" in (project / "Dockerfile").read_text()
+    installed = run_in(project, baked_python, "sh", "scripts/install-service.sh", "dist", str(tmp_path / "service"),
                        timeout=600)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert installed.stdout.strip() == "event-service 0.1.0"
+    assert installed.stdout.strip() == f"event-service 0.1.0 (event-runtime {runtime_version()})"

@@ -25,6 +25,6 @@ def test_cruft_create_from_the_template_directory_then_check_passes(tmp_path: Pa
     project = tmp_path / "cruft-events"
     record = json.loads((project / ".cruft.json").read_text())
     assert record["directory"] == "template"
-    assert (project / "src" / "cruft_events" / "runtime" / "ingress.py").is_file()
+    assert (project / "src" / "cruft_events" / "app.py").is_file()
     checked = subprocess.run([cruft, "check"], cwd=project, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr

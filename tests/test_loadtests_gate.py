@@ -30,7 +30,7 @@ SLOW_HANDLER = """
 import asyncio
 
 from ..events import ORDER_PLACED, OrderPlaced
-from ..runtime.registry import HandlerRegistry
+from event_runtime import HandlerRegistry
 
 handlers = HandlerRegistry()
 
@@ -44,7 +44,7 @@ SLOW_ANSWERING_HANDLER = """
 import asyncio
 
 from ..events import ORDER_PLACED, OrderPlaced
-from ..runtime.registry import HandlerRegistry
+from event_runtime import HandlerRegistry
 
 handlers = HandlerRegistry()
 
@@ -56,7 +56,7 @@ async def slow_fraud_check(order: OrderPlaced, context) -> None:
 
 FAILING_HANDLER = """
 from ..events import ORDER_CANCELLED, OrderCancelled
-from ..runtime.registry import HandlerRegistry, NonRetryableError
+from event_runtime import HandlerRegistry, NonRetryableError
 
 handlers = HandlerRegistry()
 

@@ -25,21 +25,29 @@ def quickstart_commands() -> list[str]:
     return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
 
 
-def test_the_quickstart_has_two_commands_bake_and_run_then_test() -> None:
-    bake_and_run, run_tests = quickstart_commands()
+def test_the_quickstart_clones_then_bakes_and_runs_in_two_commands_then_tests() -> None:
+    clone, bake_and_run, run_tests = quickstart_commands()
+    assert clone == f"git clone {README_REPO_URL}"
     assert "cookiecutter" in bake_and_run and "serve" in bake_and_run
     assert run_tests.endswith("tox")
     assert "tox" in REPO_ROOT.joinpath(".ci", "run").read_text()
 
 
-def test_the_first_quickstart_command_bakes_and_serves_from_a_new_venv(tmp_path: Path) -> None:
-    bake_and_run = quickstart_commands()[0].replace(README_REPO_URL, str(REPO_ROOT))
+def test_the_quickstart_clones_bakes_and_serves_from_a_new_venv_with_no_index_holding_the_runtime(
+    tmp_path: Path,
+) -> None:
+    # the clone is of this repository's committed main, as a user's clone of the published address would be
+    clone, bake_and_run, _ = (command.replace(README_REPO_URL, str(REPO_ROOT)) for command in quickstart_commands())
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
+    # nothing else: no PIP_FIND_LINKS, so the runtime can come only from the clone, as the README says
     environment = {"HOME": str(home), "PATH": f"{env_dir / 'bin'}{os.pathsep}/usr/bin:/bin", "LANG": "C.UTF-8"}
+    cloned = subprocess.run(["bash", "-c", clone], cwd=tmp_path, env=environment, capture_output=True, text=True,
+                            timeout=120)
+    assert cloned.returncode == 0, cloned.stderr
     log = (tmp_path / "quickstart.log").open("w")
     process = subprocess.Popen(["bash", "-c", f"{bake_and_run} --port {port}"], cwd=tmp_path, env=environment,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,4 +1,5 @@
-"""What event_bus=redis changes in a bake, and what a sqlite bake leaves out."""
+"""What event_bus=redis changes in a bake: the runtime's extra, the service's default bus, compose; a sqlite bake
+names neither."""
 
 from __future__ import annotations
 
@@ -6,34 +7,24 @@ import tomllib
 from pathlib import Path
 
 import yaml
-from support import bake
-
-REDIS_MODULES = {"redis_batching.py", "redis_bus.py", "redis_lanes.py", "redis_scripts.py"}
-
-
-def bus_modules(project: Path) -> set[str]:
-    return {path.name for path in project.glob("src/*/runtime/bus/*.py")}
+from support import bake, runtime_version
 
 
 def dependencies(project: Path) -> list[str]:
     return tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
-def test_a_redis_bake_carries_the_redis_backend_its_pins_and_its_tests(tmp_path: Path) -> None:
+def test_a_redis_bake_pins_the_runtime_with_its_redis_extra_and_defaults_to_redis(tmp_path: Path) -> None:
     project = bake(tmp_path, event_bus="redis")
-    assert REDIS_MODULES <= bus_modules(project)
-    assert {"redis==8.1.0", "hiredis==3.5.0"} <= set(dependencies(project))
-    assert (project / "tests" / "integration" / "test_redis_partitions.py").is_file()
-    settings = next(project.glob("src/*/runtime/settings.py")).read_text()
-    assert "redis_partitions" in settings and '"redis://"' in settings
+    assert dependencies(project) == [f"event-runtime[redis]=={runtime_version()}"]
+    assert 'bus_url="redis://127.0.0.1:6379/0"' in (project / "src" / "event_service" / "app.py").read_text()
+    assert "`SERVICE_BUS_URL` | `redis://127.0.0.1:6379/0`" in (project / "README.md").read_text()
 
 
-def test_a_sqlite_bake_has_no_redis_code_dependency_or_setting(tmp_path: Path) -> None:
+def test_a_sqlite_bake_pins_the_runtime_with_its_sqlite_extra_and_names_no_redis(tmp_path: Path) -> None:
     project = bake(tmp_path)
-    assert not REDIS_MODULES & bus_modules(project)
-    assert not [pin for pin in dependencies(project) if pin.startswith(("redis", "hiredis"))]
-    assert not (project / "tests" / "integration" / "test_redis_partitions.py").exists()
-    assert "redis" not in next(project.glob("src/*/runtime/settings.py")).read_text()
+    assert dependencies(project) == [f"event-runtime[sqlite]=={runtime_version()}"]
+    assert "redis" not in (project / "src" / "event_service" / "app.py").read_text()
     assert "redis" not in (project / "compose.yaml").read_text()
 
 

@@ -35,7 +35,7 @@ import asyncio
 import os
 
 from ..events import ORDER_PLACED, OrderPlaced
-from ..runtime.registry import HandlerContext, HandlerRegistry
+from event_runtime import HandlerContext, HandlerRegistry
 
 handlers = HandlerRegistry()
 

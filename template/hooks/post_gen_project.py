@@ -6,8 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, r"{{ repo_root }}/template/hooks")
 
-from shared_parts import bring_shared_parts, prune_unused  # noqa: E402
+from shared_parts import bring_shared_parts  # noqa: E402
 
 options = json.loads(r"""{{ cookiecutter | jsonify }}""")
 bring_shared_parts(Path(r"{{ repo_root }}"), Path.cwd(), options)
-prune_unused(Path.cwd(), options)

@@ -73,20 +73,6 @@ def _ignored(relative: Path) -> bool:
     return any(fnmatch(name, pattern) for name in relative.parts for pattern in ALWAYS_SKIPPED)
 
 
-# Files only a bake with event_bus=redis uses; other bakes do not carry code they cannot run.
-REDIS_ONLY = ("src/*/runtime/bus/redis_*.py", "tests/integration/test_redis_*.py")
-
-
-def prune_unused(project_dir: Path, options: Mapping[str, object]) -> list[Path]:
-    """Remove the template files the options do not use; returns what was removed."""
-    if options.get("event_bus") == "redis":
-        return []
-    removed = [path for pattern in REDIS_ONLY for path in sorted(project_dir.glob(pattern))]
-    for path in removed:
-        path.unlink()
-    return removed
-
-
 def bring_shared_parts(repo_root: Path, project_dir: Path, options: Mapping[str, object]) -> list[Path]:
     """Copy every shared part the options select into the bake."""
     written: list[Path] = []

@@ -1,4 +1,8 @@
-"""The service package: your code in events/ and handlers/, the template's runtime in runtime/ and testing/."""
+"""{{ cookiecutter.project_name }}: your event schemas in events/, your handlers in handlers/, the service in app.py.
+
+The runtime (ingress, bus, workers, settings, metrics, the testing kit) is the `event-runtime` package, pinned in
+pyproject.toml.
+"""
 
 from importlib.metadata import PackageNotFoundError, metadata, version
 

@@ -1,11 +1,11 @@
 """Each example handler on its own: call it with data and a context, check what it returns or raises."""
 
 import pytest
+from event_runtime import NonRetryableError
+from event_runtime.testing import EventFactory, make_context
 
 from {{ cookiecutter.package_name }}.events import ORDER_CANCELLED, ORDER_PLACED, OrderCancelled, OrderPlaced
 from {{ cookiecutter.package_name }}.handlers.orders import release_stock, reserve_stock, send_order_confirmation
-from {{ cookiecutter.package_name }}.runtime.registry import NonRetryableError
-from {{ cookiecutter.package_name }}.testing import EventFactory, make_context
 
 PLACED = OrderPlaced(order_id="o-1", customer_id="c-9", amount_cents=1250, currency="EUR")
 

@@ -3,7 +3,8 @@
 The service is built from `registry` alone: an event type that no handler here subscribes to is rejected.
 """
 
-from ..runtime.registry import HandlerRegistry
+from event_runtime import HandlerRegistry
+
 from . import orders
 
 registry = HandlerRegistry().include(orders.handlers)

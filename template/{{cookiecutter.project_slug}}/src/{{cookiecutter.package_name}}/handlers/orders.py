@@ -2,8 +2,9 @@
 
 from typing import Any
 
+from event_runtime import HandlerContext, HandlerRegistry, NonRetryableError
+
 from ..events import ORDER_CANCELLED, ORDER_PLACED, OrderCancelled, OrderPlaced
-from ..runtime.registry import HandlerContext, HandlerRegistry, NonRetryableError
 
 handlers = HandlerRegistry()
 

@@ -1,0 +1,165 @@
+"""The console script of a service: serve, worker, send, dlq list, dlq replay, settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import httpx
+
+from .__about__ import __version__ as runtime_version
+from .ids import new_event_id
+from .logs import configure_logging
+from .service import Service
+from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .application import EventService
+
+
+def build_parser(spec: EventService) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=spec.name, description=spec.summary or None)
+    parser.add_argument(
+        "--version", action="version", version=f"{spec.name} {spec.version} (event-runtime {runtime_version})"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="HTTP API and workers in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-workers", action="store_true", help="ingest only; run `worker` processes separately")
+
+    commands.add_parser("worker", help="workers only: handle stored events, no HTTP")
+
+    send = commands.add_parser("send", help="post one event to a running service (structured mode)")
+    send.add_argument("--type", required=True, dest="event_type")
+    send.add_argument("--source", default="/cli")
+    send.add_argument("--id", dest="event_id", default=None, help="default: a new UUID")
+    send.add_argument("--subject", default=None, help="ordering key")
+    send.add_argument("--data", default="{}", help="JSON data")
+    send.add_argument("--url", default="http://127.0.0.1:8000")
+    send.add_argument("--token", default=None, help="bearer token (default: the first of SERVICE_AUTH_TOKENS)")
+    send.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the handlers (Prefer: wait)")
+
+    dlq = commands.add_parser("dlq", help="the dead-letter store").add_subparsers(dest="dlq_command", required=True)
+    listing = dlq.add_parser("list", help="list dead-lettered deliveries")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    replay = dlq.add_parser("replay", help="make dead letters due again")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="event_ids", action="append", help="event id (repeatable)")
+    which.add_argument("--all", action="store_true")
+    replay.add_argument("--dry-run", action="store_true", help="show what would be replayed")
+
+    commands.add_parser("settings", help="every SERVICE_* variable with its default, as a Markdown table")
+    return parser
+
+
+def run(spec: EventService, argv: Sequence[str] | None = None) -> int:
+    """Run one command of `spec`'s console script; returns the exit code."""
+    args = build_parser(spec).parse_args(argv)
+    if args.command == "settings":
+        return _print_settings(spec)
+    try:
+        settings = spec.settings()
+    except SettingsError as error:
+        print(f"{spec.name}: invalid settings: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "send":
+        return _send(spec.name, args, settings)
+    try:
+        service = spec.build(settings)
+    except ValueError as error:  # a bus the installed runtime cannot open (a missing extra)
+        print(f"{spec.name}: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from .server import serve
+
+        serve(service, args.host, args.port, run_workers=not args.no_workers)
+        return 0
+    if args.command == "worker":
+        from .server import run_workers
+
+        run_workers(service)
+        return 0
+    return asyncio.run(_dlq(spec.name, args, service))
+
+
+def _print_settings(spec: EventService) -> int:
+    print("| variable | default | |")
+    print("|---|---|---|")
+    for row in spec.settings_reference():
+        default = f"`{row.default}`" if row.default else "(none)"
+        print(f"| `{row.variable}` | {default} | {row.description} |")
+    return 0
+
+
+def _send(prog: str, args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as error:
+        print(f"{prog} send: --data is not JSON: {error}", file=sys.stderr)
+        return 2
+    event = {
+        "specversion": "1.0",
+        "id": args.event_id or new_event_id(),
+        "source": args.source,
+        "type": args.event_type,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if args.subject:
+        event["subject"] = args.subject
+    headers = {"content-type": "application/cloudevents+json"}
+    token = args.token or (settings.tokens[0] if settings.tokens else None)
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if args.wait:
+        headers["prefer"] = f"wait={args.wait}"
+    try:
+        response = httpx.post(f"{args.url.rstrip('/')}/events", json=event, headers=headers, timeout=10 + args.wait)
+    except httpx.HTTPError as error:
+        print(f"{prog} send: {args.url} did not answer: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"status": response.status_code, "id": event["id"], "body": response.json()}))
+    return 0 if response.status_code < 400 else 1
+
+
+async def _dlq(prog: str, args: argparse.Namespace, service: Service) -> int:
+    bus = service.bus
+    await bus.open()
+    try:
+        letters = await bus.dead_letters(limit=100_000)
+        if args.dlq_command == "list":
+            for letter in letters:
+                row = {
+                    "id": letter.event_id,
+                    "source": letter.source,
+                    "type": letter.event_type,
+                    "handler": letter.handler,
+                    "attempts": letter.attempts,
+                    "last_error": letter.last_error,
+                }
+                print(json.dumps(row) if args.json else "\t".join(str(value) for value in row.values()))
+            if not args.json:
+                print(f"{len(letters)} dead-lettered deliveries", file=sys.stderr)
+            return 0
+        wanted = None if args.all else set(args.event_ids)
+        chosen = [letter for letter in letters if wanted is None or letter.event_id in wanted]
+        missing = sorted((wanted or set()) - {letter.event_id for letter in chosen})
+        for event_id in missing:
+            print(f"{prog} dlq replay: no dead letter with id {event_id!r}", file=sys.stderr)
+        if args.dry_run:
+            for letter in chosen:
+                print(f"would replay {letter.event_id}\t{letter.handler}")
+            print(f"{len(chosen)} deliveries would be replayed", file=sys.stderr)
+            return 1 if missing else 0
+        replayed = await bus.replay(None if wanted is None else sorted(wanted))
+        print(f"replayed {replayed} deliveries", file=sys.stderr)
+        return 1 if missing else 0
+    finally:
+        await bus.close()

@@ -1,0 +1,193 @@
+"""One service process: the bus, the workers and the checks that turn incoming events into stored ones."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .backlog import Backlog
+from .bus import EventBus, NewEvent, open_bus
+from .cloudevents import CloudEvent, EventRejected
+from .ids import new_event_id
+from .logs import get_logger
+from .metrics import Metrics
+from .registry import HandlerRegistry, Publisher
+from .retry import RetryPolicy
+from .settings import Settings
+from .worker import HandlerOutcome, Workers
+
+log = get_logger(__name__)
+_ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What happened to the events of one request."""
+
+    accepted: int
+    duplicates: int
+    outcomes: list[HandlerOutcome] | None = None  # set when the client waited and every handler finished
+
+
+class Service:
+    """Built from an explicit handler registry and settings; the ASGI app and the CLI both drive one of these."""
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        settings: Settings,
+        bus: EventBus | None = None,
+        *,
+        version: str = "0.0.0+source",
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.version = version  # the service's own release; /healthz and /readyz show it beside the runtime's
+        self.metrics = Metrics((s.handler_name, s.event_type) for s in registry.subscriptions())
+        self.bus = bus or open_bus(settings)
+        self.workers = Workers(
+            self.bus,
+            registry,
+            self.metrics,
+            RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+            self.publisher_for,
+            concurrency=settings.worker_concurrency,
+            handler_timeout=settings.handler_timeout_seconds,
+            poll_seconds=settings.poll_seconds,
+        )
+        self.backlog = Backlog(self.bus, settings.max_pending)
+        self.draining = False
+        self.started = False
+        self._run_workers = True
+
+    async def start(self, *, run_workers: bool = True) -> None:
+        await self.bus.open()
+        self.backlog.start()
+        self._run_workers = run_workers
+        if run_workers:
+            self.workers.start()
+        self.started = True
+        log.info(
+            "service_started",
+            bus=self.settings.bus_url,
+            handlers=self.registry.handler_names,
+            workers=run_workers,
+        )
+
+    def begin_drain(self) -> None:
+        """Stop taking events; readiness fails so a load balancer stops sending."""
+        if not self.draining:
+            self.draining = True
+            log.info("service_draining")
+
+    async def stop(self) -> None:
+        self.begin_drain()
+        if not self.started:
+            return
+        await self.workers.stop(self.settings.shutdown_timeout_seconds)
+        await self.backlog.stop()
+        await self.bus.close()
+        self.started = False
+        log.info("service_stopped")
+
+    async def readiness(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
+        if not self.started:
+            return False, "starting"
+        if self._run_workers and not self.workers.running:
+            return False, "workers stopped"
+        try:
+            await asyncio.wait_for(self.bus.ping(), 2.0)
+        except Exception as error:  # noqa: BLE001 - any store failure means not ready
+            return False, f"store unreachable: {type(error).__name__}: {error}"
+        return True, "ready"
+
+    def prepare(self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None) -> list[NewEvent]:
+        """Check every event against the registry; raise EventRejected (422) before anything is stored."""
+        prepared = []
+        for index, event in enumerate(events):
+            subscriptions = self.registry.for_type(event.type)
+            if not subscriptions:
+                self.metrics.reject("unknown_type")
+                raise EventRejected(
+                    422,
+                    "unknown_type",
+                    f"no handler is registered for type {event.type!r}",
+                    type=event.type,
+                    **_where(index, events),
+                )
+            try:
+                subscriptions[0].decode(event.data)
+            except msgspec.ValidationError as error:
+                self.metrics.reject("invalid_data")
+                raise EventRejected(
+                    422,
+                    "invalid_data",
+                    f"data of {event.type!r} does not match its schema",
+                    errors=[_field_error(str(error))],
+                    **_where(index, events),
+                ) from None
+            body = bodies[index] if bodies is not None else event.to_json()
+            prepared.append(NewEvent(event, body, self.registry.handler_names_for(event.type)))
+        return prepared
+
+    async def accept(
+        self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None, wait_seconds: float = 0.0
+    ) -> Accepted:
+        """Validate, de-duplicate and durably store events; optionally wait for their handlers."""
+        prepared = self.prepare(events, bodies)
+        positions = await self.bus.append(prepared)
+        stored = [(position, new) for position, new in zip(positions, prepared, strict=True) if position is not None]
+        accepted, duplicates = len(stored), len(prepared) - len(stored)
+        self.metrics.accepted.inc(accepted)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if wait_seconds <= 0 or not stored or not self._run_workers:
+            return Accepted(accepted, duplicates)
+        return Accepted(accepted, duplicates, await self._wait(stored, wait_seconds))
+
+    async def _wait(self, stored: list[tuple[int, NewEvent]], wait_seconds: float) -> list[HandlerOutcome] | None:
+        positions = [position for position, _ in stored]
+        waiter = self.workers.wait_for(positions, [len(new.handlers) for _, new in stored])
+        try:
+            await asyncio.wait_for(waiter.done.wait(), min(wait_seconds, self.settings.max_wait_seconds))
+        except TimeoutError:
+            return None
+        finally:
+            self.workers.forget(positions)
+        return waiter.outcomes
+
+    def publisher_for(self, cause: CloudEvent) -> Publisher:
+        """What a handler's context.publish calls: follow-up events go through the same checks as ingress."""
+
+        async def publish(type: str, data: Any, *, subject: str | None = None) -> str:
+            event = CloudEvent(
+                id=new_event_id(),
+                source=self.settings.event_source,
+                type=type,
+                subject=subject if subject is not None else cause.subject,
+                datacontenttype="application/json",
+                data=msgspec.to_builtins(data),
+                extensions={"causationid": cause.id},
+            )
+            await self.accept([event])
+            return event.id
+
+        return publish
+
+
+def _where(index: int, events: Sequence[CloudEvent]) -> dict[str, int]:
+    """Which event of a batch an error is about; a single event needs no index."""
+    return {"index": index} if len(events) > 1 else {}
+
+
+def _field_error(message: str) -> dict[str, str]:
+    match = _ERROR_PATH.match(message)
+    path = (match.group("path") if match else None) or "$"
+    return {"path": path, "message": match.group("message") if match else message}

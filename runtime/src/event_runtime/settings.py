@@ -1,0 +1,167 @@
+"""Settings from SERVICE_* environment variables, checked once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SERVICE_"
+# every bus URL scheme open_bus knows; redis ones need the `redis` extra installed
+SQLITE_SCHEMES = ("sqlite:///", "memory://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+BUS_SCHEMES = SQLITE_SCHEMES + REDIS_SCHEMES
+DEFAULT_SERVICE_NAME = "event-service"
+
+
+class SettingsError(Exception):
+    """Raised at start when a SERVICE_* variable is invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every SERVICE_* variable: its default and its description are written here only (`settings_reference`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = Field(
+        default="development", description="`production` refuses to start without tokens"
+    )
+    auth_tokens: str = Field(default="", description="comma-separated bearer tokens for `POST /events`")
+    bus_url: str = Field(
+        default="sqlite:///./var/events.db",
+        description="`sqlite:///relative.db`, `sqlite:////absolute.db`, `redis://host:port/db` (the `redis` extra) "
+        "or `memory://` for tests",
+    )
+    event_source: str = Field(
+        default=f"/{DEFAULT_SERVICE_NAME}", description="the `source` of the follow-up events handlers publish"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="JSON logs on stderr")
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="a larger request body gets 413")
+    max_batch_events: int = Field(default=1000, gt=0, description="a batch with more events gets 413")
+    max_wait_seconds: float = Field(
+        default=30.0, ge=0, description="the longest `Prefer: wait=N` honoured; a longer wait is cut to it"
+    )
+    # handler calls in flight per process: claims of more deliveries each cost less per delivery, which lets the
+    # handlers keep up beside ingest on one core (docs/performance.md, run 10); sync handlers get as many threads
+    worker_concurrency: int = Field(
+        default=64, gt=0, description="handler calls in flight per process (sync handlers get a thread each)"
+    )
+    max_pending: int = Field(
+        default=100_000,
+        ge=0,
+        description="backpressure: over this many pending deliveries, new events get 503 and `Retry-After: 1`; "
+        "`0` turns it off",
+    )
+    max_attempts: int = Field(default=5, gt=0, description="attempts per delivery before it is dead-lettered")
+    retry_base_seconds: float = Field(
+        default=0.5, ge=0, description="first retry delay: exponential backoff with full jitter"
+    )
+    retry_max_seconds: float = Field(default=60.0, ge=0, description="the longest retry delay")
+    handler_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a handler call is cut off between its timeout and a tenth later (at most 1 s later), then retried",
+    )
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="a claim not finished within its lease is handed out again"
+    )
+    poll_seconds: float = Field(
+        default=0.2, gt=0, description="how often idle workers look for due deliveries (retries, other processes)"
+    )
+    dedup_retention_seconds: float = Field(
+        default=7 * 24 * 3600, gt=0, description="how long an `(source, id)` is remembered"
+    )
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal", description="`normal` survives a process crash, `full` also a power loss"
+    )
+    # every key of the bus starts with this, so several services (or test runs) can share one Redis
+    redis_key_prefix: str = Field(
+        default=DEFAULT_SERVICE_NAME,
+        min_length=1,
+        pattern=r"^[^\s]+$",
+        description="Redis bus: every key of the bus starts with it",
+    )
+    # events of one ordering key stay in one partition; see docs/event-bus.md before changing it
+    redis_partitions: int = Field(
+        default=16, gt=0, le=1024, description="Redis bus: ordering-key partitions; change only with an empty bus"
+    )
+    shutdown_drain_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="after SIGTERM, how long `/readyz` fails and new events get 503 before the server stops",
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0, ge=0, description="how long in-flight handlers get after the server stopped"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("bus_url")
+    @classmethod
+    def _known_bus_scheme(cls, value: str) -> str:
+        if not value.startswith(BUS_SCHEMES):
+            raise ValueError(f"must start with {' or '.join(BUS_SCHEMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_tokens(self) -> Settings:
+        if self.env == "production" and not self.tokens:
+            raise ValueError("SERVICE_AUTH_TOKENS must hold at least one token when SERVICE_ENV=production")
+        return self
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(token.strip() for token in self.auth_tokens.split(",") if token.strip())
+
+
+def load_settings(defaults: Mapping[str, object] | None = None, **overrides: object) -> Settings:
+    """Read the environment; raise SettingsError naming each bad variable.
+
+    `defaults` are the service's own (its composition root's): the environment wins over them. `overrides` win over
+    the environment (tests, the testing kit).
+    """
+    environment = {name.upper() for name in os.environ}
+    chosen = {
+        field: value for field, value in (defaults or {}).items() if ENV_PREFIX + field.upper() not in environment
+    }
+    try:
+        return Settings(**{**chosen, **overrides})  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            location = [str(part) for part in problem["loc"]]
+            variable = ENV_PREFIX + location[0].upper() if location else "settings"
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{variable}: {message}" if location else message)
+        raise SettingsError("; ".join(lines)) from None
+
+
+@dataclass(frozen=True)
+class SettingReference:
+    """One row of the settings table: the variable, its default as text, and what it does."""
+
+    variable: str
+    default: str  # "" where there is none
+    description: str
+
+
+def settings_reference(defaults: Mapping[str, object] | None = None) -> list[SettingReference]:
+    """Every SERVICE_* variable with its default (the service's own where it sets one) and description."""
+    rows = []
+    for field, info in Settings.model_fields.items():
+        default = (defaults or {}).get(field, info.default)
+        rows.append(SettingReference(ENV_PREFIX + field.upper(), _shown(default), info.description or ""))
+    return rows
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,1 +1,0 @@
-"""The service runtime: ingress, bus, workers, settings and observability. Service authors do not edit it."""
