@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -36,8 +37,9 @@ def test_the_quickstart_clones_then_bakes_and_runs_in_two_commands_then_tests() 
 def test_the_quickstart_clones_bakes_and_serves_from_a_new_venv_with_no_index_holding_the_runtime(
     tmp_path: Path,
 ) -> None:
-    # the clone is of this repository's committed main, as a user's clone of the published address would be
-    clone, bake_and_run, _ = (command.replace(README_REPO_URL, str(REPO_ROOT)) for command in quickstart_commands())
+    # the clone is of this repository's committed main, into the folder a clone of the published address makes
+    clone, bake_and_run, _ = quickstart_commands()
+    clone = clone.replace(README_REPO_URL, f"{REPO_ROOT} {README_REPO_URL.rsplit('/', 1)[1]}")
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
@@ -63,6 +65,7 @@ def test_the_quickstart_clones_bakes_and_serves_from_a_new_venv_with_no_index_ho
         assert ready is not None and ready.status_code == 200, (tmp_path / "quickstart.log").read_text()[-3000:]
         assert (tmp_path / "var" / "events.db").is_file()  # the embedded bus, relative to where it runs
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
         log.close()
