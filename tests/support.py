@@ -28,9 +28,10 @@ def bake(output_dir: Path, **options: str) -> Path:
 
 
 def runtime_source_digest() -> str:
-    """A hash of the runtime's sources: caches built from them (its wheel, the baked venv) are keyed by it."""
+    """A hash of what goes into the runtime's wheel: caches built from it (the wheel, the baked venv) are keyed by it."""
     digest = hashlib.sha256()
-    for path in sorted(RUNTIME_DIR.rglob("*")):
+    packaged = [RUNTIME_DIR / name for name in ("pyproject.toml", "README.md", "LICENSE")]
+    for path in sorted([*packaged, *(RUNTIME_DIR / "src").rglob("*")]):
         if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
             digest.update(str(path.relative_to(RUNTIME_DIR)).encode())
             digest.update(path.read_bytes())
