@@ -6,7 +6,7 @@ Map call(Map overrides = [:]) {
         agentLabel: 'linux',
         // Branch that deploys; any other branch runs Checks and Build only (the pull-request pipeline).
         defaultBranch: 'main',
-        // Jenkins credential ids (see docs/pipelines.md).
+        // Jenkins credential ids (the template repository's pipelines document lists them).
         registryCredentialsId: 'container-registry',     // username + password (or token) of the registry
         sshCredentialsId: 'ansible-ssh-key',             // SSH private key Ansible logs in to the hosts with
         vaultCredentialsId: 'ansible-vault-password',    // secret file: the Ansible vault password
