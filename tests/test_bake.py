@@ -74,9 +74,10 @@ def test_the_license_file_follows_the_choice(tmp_path: Path, license_choice: str
 @pytest.mark.parametrize(
     ("ci", "present", "absent"),
     [
-        ("github", [".github/workflows"], ["Jenkinsfile", "jenkins"]),
-        ("jenkins", ["Jenkinsfile", "jenkins"], [".github"]),
-        ("both", [".github/workflows", "Jenkinsfile", "jenkins"], []),
+        ("github", [".github/workflows", ".github/dependabot.yml"], ["Jenkinsfile", "jenkins"]),
+        # the repository may still live on GitHub: Dependabot, but no workflows
+        ("jenkins", ["Jenkinsfile", "jenkins", ".github/dependabot.yml"], [".github/workflows"]),
+        ("both", [".github/workflows", ".github/dependabot.yml", "Jenkinsfile", "jenkins"], []),
     ],
 )
 def test_only_the_chosen_pipelines_are_baked(tmp_path: Path, ci: str, present: list[str], absent: list[str]) -> None:
