@@ -116,6 +116,7 @@ async def test_a_store_with_the_earlier_key_index_loses_it_and_keeps_each_key_in
     with sqlite3.connect(path) as connection:  # the index earlier releases made, which holds the state
         connection.execute("DROP INDEX deliveries_by_key_seq")
         connection.execute("CREATE INDEX deliveries_by_key ON deliveries (handler, ordering_key, state, event_seq)")
+        connection.execute("PRAGMA user_version = 0")  # those releases kept no schema version
 
     async with BusHarness(recording_registry(handler), bus_url=f"sqlite:///{path}") as bus:
         await bus.drain()

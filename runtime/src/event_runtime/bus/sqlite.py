@@ -17,23 +17,40 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
+from ..__about__ import __version__
 from ..settings import Settings
 from .base import DeadLetter, Delivery, NewEvent
 from .loop_store import LoopStore
 
-# A delivery's state, written as these numbers in the SQL below: WAITING (0) behind an earlier open delivery of
-# the same handler and ordering key, READY (4: the head of its queue, claimable once due), CLAIMED (1) by a process
-# under a lease, or DEAD (3, dead-lettered). Only heads are READY, so a claim reads heads in event order and never
-# scans the backlog behind them.
+# The SQL here is formatted only with this module's constants (the delivery states below) and placeholders, never
+# with a value from outside, and at import, not per call.
+# ruff: noqa: S608
+
+
+class DeliveryState(IntEnum):
+    """A delivery's state, as stored: the numbers are in every store file, so they never change."""
+
+    WAITING = 0  # behind an earlier open delivery of the same handler and ordering key
+    CLAIMED = 1  # by a process, under a lease
+    DEAD = 3  # dead-lettered (2 was never used)
+    READY = 4  # the head of its queue, claimable once due
+
+
+# Only heads are READY, so a claim reads heads in event order and never scans the backlog behind them. A queue's
+# head is READY or CLAIMED; its open deliveries are all but the DEAD ones.
+HEAD_STATES = f"({DeliveryState.CLAIMED}, {DeliveryState.READY})"
+OPEN_STATES = f"({DeliveryState.WAITING}, {DeliveryState.CLAIMED}, {DeliveryState.READY})"
+
 PURGE_EVERY_SECONDS = 60.0
 # events turned into deliveries per claim: bounds how long one claim holds the event loop
 FAN_OUT_LIMIT = 500
 
-SCHEMA = """
+EVENTS_TABLE = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     source TEXT NOT NULL,
@@ -44,7 +61,8 @@ CREATE TABLE IF NOT EXISTS events (
     ordering_key TEXT,
     handlers TEXT,
     UNIQUE (source, id)
-);
+)"""
+DELIVERIES_TABLE = """
 CREATE TABLE IF NOT EXISTS deliveries (
     event_seq INTEGER NOT NULL,
     handler TEXT NOT NULL,
@@ -57,14 +75,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error TEXT,
     finished_at REAL,
     PRIMARY KEY (event_seq, handler)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, event_seq);
-CREATE INDEX IF NOT EXISTS deliveries_by_key_seq ON deliveries (handler, ordering_key, event_seq);
-"""
+) WITHOUT ROWID"""
+STATE_INDEX = "CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, event_seq)"
 
 # The key index holds no state: a claim (READY to CLAIMED) and a promotion (WAITING to READY) then leave it as it is,
 # where an index with the state moved each entry twice per delivery (docs/performance.md, run 10). Its readers
-# filter the state per row. Stores from earlier releases have this one instead; it is dropped on open.
+# filter the state per row. Stores from earlier releases have STATEFUL_KEY_INDEX instead (see _upgrade_unversioned).
+KEY_INDEX = "CREATE INDEX IF NOT EXISTS deliveries_by_key_seq ON deliveries (handler, ordering_key, event_seq)"
 STATEFUL_KEY_INDEX = "deliveries_by_key"
 
 # events whose deliveries are not made yet (handlers is cleared by the fan-out): a small index, as the fan-out
@@ -75,18 +92,21 @@ FAN_OUT_INDEX = "CREATE INDEX IF NOT EXISTS events_to_fan_out ON events (seq) WH
 # handlers stays NULL for them. The fan-out index needs the handlers column, hence it is made after this.
 FAN_OUT_COLUMNS = ("ordering_key", "handlers")
 
+# the layout of a new store, at SCHEMA_VERSION; older stores get there by the steps of MIGRATIONS (end of the module)
+SCHEMA = (EVENTS_TABLE, DELIVERIES_TABLE, STATE_INDEX, KEY_INDEX, FAN_OUT_INDEX)
+
 # Stored events up to seq ?1 become one delivery per handler, in one statement. SQLite computes the whole SELECT
 # before inserting, so the EXISTS sees only deliveries from earlier fan-outs: within this one, only the first
 # event of each (handler, key) may be a head, and only when that queue has no open delivery already.
-FAN_OUT = """
+FAN_OUT = f"""
 INSERT INTO deliveries (event_seq, handler, ordering_key, state, due_at)
 SELECT seq, handler, ordering_key,
-       CASE WHEN ordering_key IS NULL THEN 4
+       CASE WHEN ordering_key IS NULL THEN {DeliveryState.READY}
             WHEN first_of_key = 1 AND NOT EXISTS (
                 SELECT 1 FROM deliveries AS d
-                WHERE d.handler = fanned.handler AND d.ordering_key = fanned.ordering_key AND d.state IN (0, 1, 4))
-            THEN 4
-            ELSE 0 END,
+                WHERE d.handler = fanned.handler AND d.ordering_key = fanned.ordering_key AND d.state IN {OPEN_STATES})
+            THEN {DeliveryState.READY}
+            ELSE {DeliveryState.WAITING} END,
        received_at
 FROM (
     SELECT e.seq, h.value AS handler, e.ordering_key, e.received_at,
@@ -98,10 +118,10 @@ ORDER BY seq
 """
 
 
-CLAIMABLE = """
+CLAIMABLE = f"""
 SELECT d.event_seq, d.handler, d.attempts, e.body, d.ordering_key
 FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq
-WHERE d.state = 4 AND d.due_at <= ?1
+WHERE d.state = {DeliveryState.READY} AND d.due_at <= ?1
 ORDER BY d.event_seq
 LIMIT ?2
 """
@@ -110,25 +130,60 @@ LIMIT ?2
 # After a delivery left its (handler, key) queue (completed or dead-lettered), the next one becomes the head, unless
 # the queue has a head already. That check makes a completion safe without knowing whether the delivery was still
 # the head: a late completion (its lease ran out, and another process claimed it again) must not add a second one.
-PROMOTE_NEXT = """
-UPDATE deliveries SET state = 4
+PROMOTE_NEXT = f"""
+UPDATE deliveries SET state = {DeliveryState.READY}
 WHERE (event_seq, handler) = (
     SELECT event_seq, handler FROM deliveries
-    WHERE handler = ?1 AND ordering_key = ?2 AND state = 0 ORDER BY event_seq LIMIT 1)
-AND NOT EXISTS (SELECT 1 FROM deliveries WHERE handler = ?1 AND ordering_key = ?2 AND state IN (1, 4))
+    WHERE handler = ?1 AND ordering_key = ?2 AND state = {DeliveryState.WAITING} ORDER BY event_seq LIMIT 1)
+AND NOT EXISTS (SELECT 1 FROM deliveries WHERE handler = ?1 AND ordering_key = ?2 AND state IN {HEAD_STATES})
 """
 
 # after a replay, or on a store written by an older release: every queue without a head gets its first one
-REPAIR_HEADS = """
-UPDATE deliveries SET state = 4
-WHERE state = 0 AND (
+REPAIR_HEADS = f"""
+UPDATE deliveries SET state = {DeliveryState.READY}
+WHERE state = {DeliveryState.WAITING} AND (
     ordering_key IS NULL OR (
         NOT EXISTS (SELECT 1 FROM deliveries AS p WHERE p.handler = deliveries.handler
-                    AND p.ordering_key = deliveries.ordering_key AND p.state IN (1, 4))
+                    AND p.ordering_key = deliveries.ordering_key AND p.state IN {HEAD_STATES})
         AND NOT EXISTS (SELECT 1 FROM deliveries AS q WHERE q.handler = deliveries.handler
-                        AND q.ordering_key = deliveries.ordering_key AND q.state = 0
+                        AND q.ordering_key = deliveries.ordering_key AND q.state = {DeliveryState.WAITING}
                         AND q.event_seq < deliveries.event_seq)))
 """
+
+# a lease that ran out belongs to a process that died or hung: its deliveries are heads again
+EXPIRE_LEASES = (
+    f"UPDATE deliveries SET state = {DeliveryState.READY}, lease_owner = NULL, lease_until = NULL "
+    f"WHERE state = {DeliveryState.CLAIMED} AND lease_until < ?"
+)
+CLAIM = (
+    f"UPDATE deliveries SET state = {DeliveryState.CLAIMED}, lease_owner = ?, lease_until = ? "
+    "WHERE event_seq = ? AND handler = ?"
+)
+# stays the head of its queue, so later events of its key wait for it
+RETRY = (
+    f"UPDATE deliveries SET state = {DeliveryState.READY}, attempts = ?, due_at = ?, last_error = ?, "
+    "lease_owner = NULL, lease_until = NULL WHERE event_seq = ? AND handler = ?"
+)
+DEAD_LETTER = (
+    f"UPDATE deliveries SET state = {DeliveryState.DEAD}, attempts = ?, last_error = ?, finished_at = ?, "
+    f"lease_owner = NULL, lease_until = NULL WHERE event_seq = ? AND handler = ? AND state IN {HEAD_STATES} "
+    "RETURNING ordering_key"
+)
+DEAD_LETTERS = (
+    "SELECT d.event_seq, e.id, e.source, e.type, d.handler, d.attempts, d.last_error, d.finished_at "
+    f"FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq WHERE d.state = {DeliveryState.DEAD} "
+    "ORDER BY d.event_seq LIMIT ?"
+)
+# REPAIR_HEADS then makes the heads among them READY
+REPLAY_ALL = (
+    f"UPDATE deliveries SET state = {DeliveryState.WAITING}, attempts = 0, due_at = ? "
+    f"WHERE state = {DeliveryState.DEAD}"
+)
+RELEASE = (
+    f"UPDATE deliveries SET state = {DeliveryState.READY}, lease_owner = NULL, lease_until = NULL "
+    f"WHERE state = {DeliveryState.CLAIMED} AND lease_owner = ?"
+)
+OPEN_DELIVERIES = f"SELECT count(*) FROM deliveries WHERE state IN {OPEN_STATES}"
 
 
 @dataclass(slots=True)
@@ -194,8 +249,11 @@ class SQLiteBus:
         # cost ~100 us per claim whatever the number of events, kept in memory ~10 us. The sorts hold at most
         # FAN_OUT_LIMIT events' deliveries (docs/performance.md, run 9).
         connection.execute("PRAGMA temp_store = MEMORY")
-        connection.executescript(SCHEMA)
-        _migrate(connection)
+        try:
+            _prepare_layout(connection, self.path)
+        except BaseException:
+            connection.close()
+            raise
         connection.execute(REPAIR_HEADS)
         return connection
 
@@ -364,11 +422,7 @@ def _claim(
     lease_until: float,
     purge_before: float | None,
 ) -> list[Delivery]:
-    # a lease that ran out belongs to a process that died or hung: its deliveries are heads again
-    connection.execute(
-        "UPDATE deliveries SET state = 4, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_until < ?",
-        (now,),
-    )
+    connection.execute(EXPIRE_LEASES, (now,))
     if purge_before is not None:
         _purge(connection, purge_before)
     rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
@@ -378,10 +432,7 @@ def _claim(
         # is older than any event not fanned out yet, so the claim takes the same deliveries either way.
         _fan_out(connection, FAN_OUT_LIMIT)
         rows = connection.execute(CLAIMABLE, (now, limit)).fetchall()
-    connection.executemany(
-        "UPDATE deliveries SET state = 1, lease_owner = ?, lease_until = ? WHERE event_seq = ? AND handler = ?",
-        [(owner, lease_until, seq, handler) for seq, handler, _, _, _ in rows],
-    )
+    connection.executemany(CLAIM, [(owner, lease_until, seq, handler) for seq, handler, _, _, _ in rows])
     return [
         SQLiteDelivery(position=seq, handler=handler, attempts=attempts, body=body, ordering_key=key)
         for seq, handler, attempts, body, key in rows
@@ -408,43 +459,27 @@ def _promote_next(connection: sqlite3.Connection, handler: str, ordering_key: st
 
 
 def _retry(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, due_at: float, error: str) -> None:
-    connection.execute(
-        # stays the head of its queue, so later events of its key wait for it
-        "UPDATE deliveries SET state = 4, attempts = ?, due_at = ?, last_error = ?, lease_owner = NULL, "
-        "lease_until = NULL WHERE event_seq = ? AND handler = ?",
-        (attempts, due_at, error, seq, handler),
-    )
+    connection.execute(RETRY, (attempts, due_at, error, seq, handler))
 
 
 def _dead_letter(connection: sqlite3.Connection, seq: int, handler: str, attempts: int, error: str, now: float) -> None:
-    finished = connection.execute(
-        "UPDATE deliveries SET state = 3, attempts = ?, last_error = ?, finished_at = ?, lease_owner = NULL, "
-        "lease_until = NULL WHERE event_seq = ? AND handler = ? AND state IN (1, 4) RETURNING ordering_key",
-        (attempts, error, now, seq, handler),
-    ).fetchone()
+    finished = connection.execute(DEAD_LETTER, (attempts, error, now, seq, handler)).fetchone()
     if finished is not None:
         _promote_next(connection, handler, finished[0])
 
 
 def _dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetter]:
-    rows = connection.execute(
-        "SELECT d.event_seq, e.id, e.source, e.type, d.handler, d.attempts, d.last_error, d.finished_at "
-        "FROM deliveries AS d JOIN events AS e ON e.seq = d.event_seq WHERE d.state = 3 "
-        "ORDER BY d.event_seq LIMIT ?",
-        (limit,),
-    ).fetchall()
+    rows = connection.execute(DEAD_LETTERS, (limit,)).fetchall()
     return [DeadLetter(*row) for row in rows]
 
 
 def _replay(connection: sqlite3.Connection, event_ids: list[str] | None, now: float) -> int:
     if event_ids is None:
-        cursor = connection.execute("UPDATE deliveries SET state = 0, attempts = 0, due_at = ? WHERE state = 3", (now,))
+        cursor = connection.execute(REPLAY_ALL, (now,))
     else:
-        marks = ", ".join("?" for _ in event_ids)
+        marks = ", ".join("?" for _ in event_ids)  # only placeholders: the ids are bound
         cursor = connection.execute(
-            f"UPDATE deliveries SET state = 0, attempts = 0, due_at = ? WHERE state = 3 AND event_seq IN "  # noqa: S608 - only placeholders are formatted in
-            f"(SELECT seq FROM events WHERE id IN ({marks}))",
-            (now, *event_ids),
+            f"{REPLAY_ALL} AND event_seq IN (SELECT seq FROM events WHERE id IN ({marks}))", (now, *event_ids)
         )
     replayed = cursor.rowcount
     connection.execute(REPAIR_HEADS)
@@ -452,30 +487,76 @@ def _replay(connection: sqlite3.Connection, event_ids: list[str] | None, now: fl
 
 
 def _release(connection: sqlite3.Connection, owner: str) -> None:
-    connection.execute(
-        "UPDATE deliveries SET state = 4, lease_owner = NULL, lease_until = NULL WHERE state = 1 AND lease_owner = ?",
-        (owner,),
-    )
+    connection.execute(RELEASE, (owner,))
 
 
 def _pending_count(connection: sqlite3.Connection) -> int:
-    (open_deliveries,) = connection.execute("SELECT count(*) FROM deliveries WHERE state IN (0, 1, 4)").fetchone()
+    (open_deliveries,) = connection.execute(OPEN_DELIVERIES).fetchone()
     (not_fanned_out,) = connection.execute(
         "SELECT coalesce(sum(json_array_length(handlers)), 0) FROM events WHERE handlers IS NOT NULL"
     ).fetchone()
     return int(open_deliveries) + int(not_fanned_out)
 
 
-def _migrate(connection: sqlite3.Connection) -> None:
+class StoreVersionError(RuntimeError):
+    """The store file was written by a newer runtime, whose layout this one does not know."""
+
+
+def _prepare_layout(connection: sqlite3.Connection, path: str) -> None:
+    """Make a new store at SCHEMA_VERSION, or bring an older one there step by step, in one transaction.
+
+    The write lock is taken first, so processes starting together on one file upgrade it once, one after the other.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{path}: the store has schema version {version}, newer than this runtime's {SCHEMA_VERSION} "
+                f"(event-runtime {__version__}): a newer release wrote it, so run that release or a later one"
+            )
+        if version < SCHEMA_VERSION:
+            if _is_empty(connection):
+                for statement in SCHEMA:
+                    connection.execute(statement)
+            else:
+                for step_version, step in MIGRATIONS:
+                    if step_version > version:
+                        step(connection)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _is_empty(connection: sqlite3.Connection) -> bool:
+    return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchone() is None
+
+
+def _upgrade_unversioned(connection: sqlite3.Connection) -> None:
+    """Version 1, for a store of a release that kept no version (before 0.1.0, up to commit 48f70ce): the layout
+    the last of them had, and made of any older store on open."""
+    # before the fan-out step
     columns = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
     for column in FAN_OUT_COLUMNS:
         if column not in columns:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                connection.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
+            connection.execute(f"ALTER TABLE events ADD COLUMN {column} TEXT")
     connection.execute(FAN_OUT_INDEX)
-    # stores from earlier releases: the purge no longer reads this index (see _purge), and it costs every insert
+    # before the purge bisected over seq: nothing reads this index any more (see _purge), and it costs every insert
     connection.execute("DROP INDEX IF EXISTS events_by_received_at")
+    # before the key index held no state
+    connection.execute(KEY_INDEX)
     connection.execute(f"DROP INDEX IF EXISTS {STATEFUL_KEY_INDEX}")
+    # every release made this one; made here should it be missing, as each of their opens did
+    connection.execute(STATE_INDEX)
+
+
+# The layout's version, kept in the file's user_version (0 in a file of a release before it was kept): each step
+# takes a store from the version before it to its own. A store newer than the last is refused (StoreVersionError).
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = ((1, _upgrade_unversioned),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _ping(connection: sqlite3.Connection) -> None:
