@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
@@ -27,13 +28,43 @@ _decode_batch = msgspec.json.Decoder(list[msgspec.Raw]).decode
 _encode_json = msgspec.json.Encoder().encode
 
 
-class EventRejected(Exception):
-    """A request that cannot be accepted: carries the HTTP status and a JSON-ready body."""
+class RejectionReason(Enum):
+    """Why a request is refused: its `events_rejected_total{reason}` label (docs/service-contract.md) and the HTTP
+    status it is answered with."""
 
-    def __init__(self, status: int, error: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
+    UNAUTHORIZED = ("unauthorized", 401)
+    DRAINING = ("draining", 503)
+    BACKLOG_FULL = ("backlog_full", 503)
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported_media_type", 415)
+    TOO_LARGE = ("too_large", 413)
+    MALFORMED = ("malformed", 400)
+    INVALID_ATTRIBUTES = ("invalid_attributes", 400)
+    UNKNOWN_TYPE = ("unknown_type", 422)
+    INVALID_DATA = ("invalid_data", 422)
+
+    def __init__(self, label: str, status: int) -> None:
+        self.label = label
         self.status = status
+
+
+class EventRejected(Exception):
+    """A request that cannot be accepted: its reason, the reason's HTTP status, a JSON-ready body (`error` is the
+    finer code clients read) and the headers the answer needs. Counted once, where ingress answers it."""
+
+    def __init__(
+        self,
+        reason: RejectionReason,
+        error: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.status = reason.status
         self.body = {"error": error, "detail": detail, **extra}
+        self.headers = headers or {}
 
 
 class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,12 +110,15 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def event_from_mapping(mapping: Any, index: int | None = None) -> CloudEvent:
     """Validate one event's attributes (structured or batch member) and build the event."""
-    where = {} if index is None else {"index": index}
+    where: dict[str, Any] = {} if index is None else {"index": index}
     if not isinstance(mapping, dict):
-        raise EventRejected(400, "malformed_event", "an event must be a JSON object", **where)
+        raise EventRejected(RejectionReason.MALFORMED, "malformed_event", "an event must be a JSON object", **where)
     if "data_base64" in mapping:
         raise EventRejected(
-            415, "unsupported_data", "data_base64 (binary data) is not supported: send JSON data", **where
+            RejectionReason.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_data",
+            "data_base64 (binary data) is not supported: send JSON data",
+            **where,
         )
     problems: dict[str, str] = {}
     for name in REQUIRED:
@@ -115,7 +149,7 @@ def event_from_mapping(mapping: Any, index: int | None = None) -> CloudEvent:
     if problems:
         names = ", ".join(sorted(problems))
         raise EventRejected(
-            400,
+            RejectionReason.INVALID_ATTRIBUTES,
             "invalid_attributes",
             f"invalid CloudEvents attributes: {names}",
             attributes=problems,
@@ -190,12 +224,16 @@ def parse_batch(body: bytes, max_events: int) -> tuple[list[CloudEvent], list[by
     try:
         members = _decode_batch(body)
     except msgspec.ValidationError:
-        raise EventRejected(400, "malformed_batch", "a batch must be a JSON array of events") from None
+        raise EventRejected(
+            RejectionReason.MALFORMED, "malformed_batch", "a batch must be a JSON array of events"
+        ) from None
     except msgspec.DecodeError as error:
-        raise EventRejected(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+        raise EventRejected(
+            RejectionReason.MALFORMED, "malformed_json", f"the body is not valid JSON: {error}"
+        ) from None
     if len(members) > max_events:
         raise EventRejected(
-            413,
+            RejectionReason.TOO_LARGE,
             "batch_too_large",
             f"a batch holds at most {max_events} events, got {len(members)}",
             max_events=max_events,
@@ -211,7 +249,7 @@ def parse_binary(headers: dict[str, str], body: bytes) -> CloudEvent:
     if content_type:
         if not is_json_media_type(content_type):
             raise EventRejected(
-                415,
+                RejectionReason.UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_data",
                 f"data of content type {content_type!r} is not supported: send JSON data",
             )
@@ -230,7 +268,9 @@ def _parse_json(body: bytes) -> Any:
     try:
         return _decode_json(body)
     except msgspec.DecodeError as error:
-        raise EventRejected(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+        raise EventRejected(
+            RejectionReason.MALFORMED, "malformed_json", f"the body is not valid JSON: {error}"
+        ) from None
 
 
 def _is_rfc3339(value: str) -> bool:

@@ -1,4 +1,6 @@
-"""Ids for the events the service makes itself (handlers' follow-ups, the `send` command): time-ordered UUIDv7s.
+"""Ids for the events the service makes itself from nothing (the `send` command): time-ordered UUIDv7s.
+
+Handlers' follow-ups are not made here: their ids must be the same on every attempt (service.follow_up_id).
 
 Ids that grow with time insert next to each other in the store's dedup index; random UUIDv4s land anywhere in it,
 which halves the SQLite bus's batch ingest (docs/event-bus.md). Python's own uuid.uuid7 arrives in 3.14.

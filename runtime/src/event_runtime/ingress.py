@@ -17,6 +17,7 @@ from .cloudevents import (
     STRUCTURED,
     CloudEvent,
     EventRejected,
+    RejectionReason,
     parse_batch,
     parse_binary,
     parse_structured,
@@ -32,20 +33,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 _JSON = [(b"content-type", b"application/json")]
-_REASON_BY_STATUS = {401: "unauthorized", 413: "too_large", 415: "unsupported_media_type"}
-RETRY_AFTER_SECONDS = 1
-_EXTRA_HEADERS_BY_ERROR = {
-    "unauthorized": [(b"www-authenticate", b"Bearer")],
-    "backlog_full": [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
-}
-_REASON_BY_ERROR = {
-    "draining": "draining",
-    "backlog_full": "backlog_full",
-    "invalid_attributes": "invalid_attributes",
-    "malformed_json": "malformed",
-    "malformed_batch": "malformed",
-    "malformed_event": "malformed",
-}
 
 
 class IngressApp:
@@ -100,17 +87,8 @@ class IngressApp:
         service = self.service
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         try:
-            if service.draining:
-                raise EventRejected(503, "draining", "the service is shutting down; retry on another instance")
             self._authorize(headers.get("authorization"))
-            if service.backlog.full:  # before the body is read: refusing costs next to nothing
-                raise EventRejected(
-                    503,
-                    "backlog_full",
-                    f"{service.backlog.pending} deliveries are pending, more than SERVICE_MAX_PENDING "
-                    f"({service.backlog.max_pending}); nothing was stored: retry later",
-                    retry_after_seconds=RETRY_AFTER_SECONDS,
-                )
+            service.admit()  # draining or over SERVICE_MAX_PENDING: refused before the body is read
             declared_length = headers.get("content-length")
             if declared_length is not None and declared_length.isdigit() and int(declared_length) > self._max_body:
                 raise _too_large(self._max_body)
@@ -119,11 +97,9 @@ class IngressApp:
             service.metrics.received.inc(len(events))
             outcome = await service.accept(events, bodies, self._wait_seconds(headers.get("prefer")))
         except EventRejected as rejection:
-            reason = _REASON_BY_ERROR.get(rejection.body["error"]) or _REASON_BY_STATUS.get(rejection.status)
-            if reason:  # 422s were counted where they were decided
-                service.metrics.reject(reason)
-            extra = _EXTRA_HEADERS_BY_ERROR.get(rejection.body["error"], [])
-            await _respond(send, rejection.status, rejection.body, extra)
+            # the one place a rejection is answered, so the one place it is counted
+            service.metrics.reject(rejection.reason)
+            await _respond(send, rejection.status, rejection.body, _encoded(rejection.headers))
             return
         if outcome.outcomes is None:
             await _respond(send, 202, {"accepted": outcome.accepted, "duplicates": outcome.duplicates})
@@ -144,7 +120,12 @@ class IngressApp:
         for known in self._tokens:
             matched |= hmac.compare_digest(offered, known)
         if scheme.lower() != "bearer" or not matched:
-            raise EventRejected(401, "unauthorized", "missing or wrong bearer token")
+            raise EventRejected(
+                RejectionReason.UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+                headers={"www-authenticate": "Bearer"},
+            )
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -152,7 +133,9 @@ class IngressApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise EventRejected(400, "malformed_json", "the client went away before the body was complete")
+                raise EventRejected(
+                    RejectionReason.MALFORMED, "malformed_json", "the client went away before the body was complete"
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
@@ -170,7 +153,7 @@ class IngressApp:
         if "ce-specversion" in headers:
             return [parse_binary(headers, body)], None
         raise EventRejected(
-            415,
+            RejectionReason.UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             f"content type {media_type or '(none)'!r} is not a CloudEvents mode: use {STRUCTURED} (structured), "
             f"{BATCH} (batch) or ce-* headers (binary)",
@@ -207,7 +190,13 @@ class IngressApp:
 
 
 def _too_large(limit: int) -> EventRejected:
-    return EventRejected(413, "body_too_large", f"the body is larger than {limit} bytes", max_bytes=limit)
+    return EventRejected(
+        RejectionReason.TOO_LARGE, "body_too_large", f"the body is larger than {limit} bytes", max_bytes=limit
+    )
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
 async def _respond(

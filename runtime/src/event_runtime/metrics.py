@@ -15,17 +15,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-REJECTION_REASONS = (
-    "unauthorized",
-    "draining",
-    "backlog_full",
-    "unsupported_media_type",
-    "too_large",
-    "malformed",
-    "invalid_attributes",
-    "unknown_type",
-    "invalid_data",
-)
+from .cloudevents import RejectionReason
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # the *_created series double the scrape size and nothing here reads them
@@ -79,7 +70,8 @@ class Metrics:
         self.pending = Gauge(
             "bus_pending_events", "Deliveries not yet completed or dead-lettered", registry=self.registry
         )
-        self.rejected_by_reason = {reason: self.rejected.labels(reason) for reason in REJECTION_REASONS}
+        # every reason's series exists from the start, at zero; keyed by label, as the scrape shows them
+        self.rejected_by_reason = {reason.label: self.rejected.labels(reason.label) for reason in RejectionReason}
         self._series: dict[tuple[str, str], HandlerSeries] = {}
         for handler, event_type in handlers:
             self.series(handler, event_type)
@@ -96,8 +88,9 @@ class Metrics:
             )
         return found
 
-    def reject(self, reason: str) -> None:
-        self.rejected_by_reason[reason].inc()
+    def reject(self, reason: RejectionReason) -> None:
+        """Count one refused request; ingress calls this once per answer it sends (cloudevents.EventRejected)."""
+        self.rejected_by_reason[reason.label].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,7 @@
 """The explicit handler registry: which functions handle which event types, with which data schema.
 
 Dispatch only ever goes through a registry built by the service author; an event type nobody registered is
-rejected at ingress with 422, never looked up by name anywhere else.
+rejected at ingress with 422 (and a handler publishing one fails for good), never looked up by name anywhere else.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ class NonRetryableError(Exception):
 
 
 class Publisher(Protocol):
-    async def __call__(self, type: str, data: Any, *, subject: str | None = None) -> str: ...
+    async def __call__(self, type: str, data: Any, *, subject: str | None = None) -> str:
+        """Store a follow-up event of `type` (subject: the cause's unless given); returns its id.
+
+        The n-th publish of a handler call has the same id on every attempt, so a retry's publishes are dropped as
+        duplicates of the failed attempt's: publish the same follow-ups in the same order each time. A type nobody
+        handles, or data failing its schema, raises NonRetryableError.
+        """
+        ...
 
 
 @dataclass

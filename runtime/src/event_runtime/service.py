@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,17 +13,21 @@ import msgspec
 
 from .backlog import Backlog
 from .bus import EventBus, NewEvent, open_bus
-from .cloudevents import CloudEvent, EventRejected
-from .ids import new_event_id
+from .cloudevents import CloudEvent, EventRejected, RejectionReason
 from .logs import get_logger
 from .metrics import Metrics
-from .registry import HandlerRegistry, Publisher
+from .registry import HandlerRegistry, NonRetryableError, Publisher
 from .retry import RetryPolicy
 from .settings import Settings
 from .worker import HandlerOutcome, Workers
 
 log = get_logger(__name__)
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$")
+RETRY_AFTER_SECONDS = 1  # what a refusal over SERVICE_MAX_PENDING asks the sender to wait
+# Follow-up ids are name-based UUIDs (v5) in this namespace, the runtime's own: changing it would give the follow-ups
+# of a delivery retried across an upgrade new ids, and dedup would no longer recognise them.
+FOLLOW_UP_NAMESPACE = uuid.UUID("bacfa98b-bd52-46ea-bca4-4eabe4d07947")
+_encode_json = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -108,15 +113,32 @@ class Service:
             return False, f"store unreachable: {type(error).__name__}: {error}"
         return True, "ready"
 
+    def admit(self) -> None:
+        """Whether this process takes a request now; ingress asks before reading the body, so refusing costs next to
+        nothing. Raises EventRejected (503) while draining or while more deliveries are pending than
+        SERVICE_MAX_PENDING."""
+        if self.draining:
+            raise EventRejected(
+                RejectionReason.DRAINING, "draining", "the service is shutting down; retry on another instance"
+            )
+        if self.backlog.full:
+            raise EventRejected(
+                RejectionReason.BACKLOG_FULL,
+                "backlog_full",
+                f"{self.backlog.pending} deliveries are pending, more than SERVICE_MAX_PENDING "
+                f"({self.backlog.max_pending}); nothing was stored: retry later",
+                headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            )
+
     def prepare(self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None) -> list[NewEvent]:
         """Check every event against the registry; raise EventRejected (422) before anything is stored."""
         prepared = []
         for index, event in enumerate(events):
             subscriptions = self.registry.for_type(event.type)
             if not subscriptions:
-                self.metrics.reject("unknown_type")
                 raise EventRejected(
-                    422,
+                    RejectionReason.UNKNOWN_TYPE,
                     "unknown_type",
                     f"no handler is registered for type {event.type!r}",
                     type=event.type,
@@ -125,9 +147,8 @@ class Service:
             try:
                 subscriptions[0].decode(event.data)
             except msgspec.ValidationError as error:
-                self.metrics.reject("invalid_data")
                 raise EventRejected(
-                    422,
+                    RejectionReason.INVALID_DATA,
                     "invalid_data",
                     f"data of {event.type!r} does not match its schema",
                     errors=[_field_error(str(error))],
@@ -163,12 +184,22 @@ class Service:
             self.workers.forget(positions)
         return waiter.outcomes
 
-    def publisher_for(self, cause: CloudEvent) -> Publisher:
-        """What a handler's context.publish calls: follow-up events go through the same checks as ingress."""
+    def publisher_for(self, cause: CloudEvent, handler: str) -> Publisher:
+        """What `context.publish` calls in one handler call for `cause`: follow-up events go through the same checks
+        as ingress.
+
+        Made for each delivery attempt. The n-th publish of an attempt gets the same id on every attempt (see
+        `follow_up_id`), so what a failed attempt published is dropped as a duplicate when the retry publishes it
+        again. A follow-up the registry refuses (a type nobody handles, data failing its schema) fails the handler
+        for good: trying again cannot help. A store failure stays retryable.
+        """
+        published = 0
 
         async def publish(type: str, data: Any, *, subject: str | None = None) -> str:
+            nonlocal published
+            published += 1
             event = CloudEvent(
-                id=new_event_id(),
+                id=follow_up_id(cause, handler, published),
                 source=self.settings.event_source,
                 type=type,
                 subject=subject if subject is not None else cause.subject,
@@ -176,13 +207,24 @@ class Service:
                 data=msgspec.to_builtins(data),
                 extensions={"causationid": cause.id},
             )
-            await self.accept([event])
+            try:
+                await self.accept([event])
+            except EventRejected as rejection:
+                raise NonRetryableError(f"follow-up event refused: {_described(rejection)}") from rejection
             return event.id
 
         return publish
 
 
-def _where(index: int, events: Sequence[CloudEvent]) -> dict[str, int]:
+def follow_up_id(cause: CloudEvent, handler: str, ordinal: int) -> str:
+    """The id of the `ordinal`-th (from 1) follow-up `handler` publishes for `cause`: the same on every attempt,
+    different for another cause, handler or ordinal."""
+    # a JSON array keeps the parts apart whatever characters a source or id holds
+    name = _encode_json([cause.source, cause.id, handler, ordinal]).decode()
+    return str(uuid.uuid5(FOLLOW_UP_NAMESPACE, name))
+
+
+def _where(index: int, events: Sequence[CloudEvent]) -> dict[str, Any]:
     """Which event of a batch an error is about; a single event needs no index."""
     return {"index": index} if len(events) > 1 else {}
 
@@ -191,3 +233,10 @@ def _field_error(message: str) -> dict[str, str]:
     match = _ERROR_PATH.match(message)
     path = (match.group("path") if match else None) or "$"
     return {"path": path, "message": match.group("message") if match else message}
+
+
+def _described(rejection: EventRejected) -> str:
+    """A rejection as one line for a dead letter's last_error: its detail and the fields at fault."""
+    errors = rejection.body.get("errors", [])
+    fields = "; ".join(f"{error['path']}: {error['message']}" for error in errors)
+    return f"{rejection}: {fields}" if fields else str(rejection)

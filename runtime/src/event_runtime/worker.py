@@ -23,7 +23,7 @@ from .retry import RetryPolicy
 
 log = get_logger(__name__)
 
-PublishFactory = Callable[[CloudEvent], Publisher]
+PublishFactory = Callable[[CloudEvent, str], Publisher]  # (cause, handler name): a publisher for one attempt
 
 
 @dataclass
@@ -176,8 +176,10 @@ class Workers:
             data = subscription.decode(event.data)
         except msgspec.ValidationError as error:
             raise NonRetryableError(f"data no longer matches the schema: {error}") from error
+        handler = subscription.handler_name
+        # a publisher per attempt: it numbers this call's publishes, which the follow-ups' ids are made from
         context = HandlerContext(
-            event=event, handler=subscription.handler_name, attempt=attempt, publish=self._publish_for(event)
+            event=event, handler=handler, attempt=attempt, publish=self._publish_for(event, handler)
         )
         if subscription.is_async:
             call: Awaitable[Any] = subscription.function(data, context)
