@@ -13,8 +13,8 @@ A RESTART keeps writers out while it copies and fsyncs. The loop does not wait f
 handler sleeps in steps of up to 25 ms past the end: it sees the RESTART's lock taken and tries again a
 millisecond later, parsing requests meanwhile (docs/performance.md, run 7). So that the loop waits next to nothing,
 the thread RESTARTs a caught-up WAL only when none of the loop's transactions ran since the round that caught up
-began: the RESTART then has nothing to copy or fsync, and only starts the file over. Holding commits for the copy
-and two fsyncs (1-11 ms, every second or so at half load) was a third of the slowest batch requests (run 11).
+began: the RESTART then has nothing to copy or fsync, and only starts the file over. A RESTART that copies holds
+commits for the copy and two fsyncs (milliseconds), long enough to be the slowest requests' tail.
 """
 
 from __future__ import annotations
@@ -39,15 +39,15 @@ CHECKPOINT_EVERY_SECONDS = 0.1
 CATCH_UP_ROUNDS = 3
 RESTART_AFTER_FRAMES = 4096
 # Caught up, but no moment came without a commit on the loop (a busy loop has none): RESTART anyway, copying what
-# came since the last round, as every catch-up did before run 11, rather than let the WAL grow to the forced bound.
+# came since the last round, rather than let the WAL grow to the forced bound.
 LATE_RESTART_AFTER_FRAMES = 8192
 # Past this the copy has fallen behind for many rounds: RESTART anyway, which holds commits back while it copies
 # the rest, rather than leave the WAL to grow until a commit checkpoints it on the event loop (sqlite.py).
 FORCE_RESTART_AFTER_FRAMES = 16384
 RETRY_WHILE_RESTARTING_SECONDS = 0.001
 # How much nicer than the process the checkpoint thread runs: on a shared core its copies and fsyncs then wait for
-# the loop's pauses more than they cut into its requests (docs/performance.md, run 11). Not nice 19: there it got
-# too little of a busy core, and the WAL grew until commits checkpointed on the loop (runs 7 and 11).
+# the loop's pauses more than they cut into its requests (docs/performance.md, run 11). Not nice 19: that gets too
+# little of a busy core, and the WAL grows until commits checkpoint on the loop.
 CHECKPOINT_NICENESS = 10
 
 
@@ -176,8 +176,7 @@ class LoopStore:
 
     def _checkpoint_loop(self, connect: Callable[[], sqlite3.Connection]) -> None:
         # Nicer than the loop, but not the nicest: this thread holds the lock commits wait for while it RESTARTs
-        # (nearly always one with nothing to copy), and at nice 19 it got the core last, which doubled the all-in-one
-        # p99 at half load while RESTARTs still copied (docs/performance.md, runs 7 and 11).
+        # (nearly always one with nothing to copy), so it must still get the core soon when it needs it.
         _run_nicer_by(CHECKPOINT_NICENESS)
         connection = connect()
         try:
@@ -230,7 +229,7 @@ def _run_nicer_by(niceness: int) -> None:
     """Lower the calling thread's CPU priority by `niceness` (Linux gives every thread a nice value of its own).
 
     Relative to what the thread has, so in a service started under `nice` it still runs below the loop. Elsewhere,
-    or where the system refuses, the thread keeps the loop's priority, as it did before run 11.
+    or where the system refuses, the thread keeps the loop's priority: slower tails, nothing else changes.
     """
     if sys.platform != "linux":  # other systems take a thread id for a process id here
         return
