@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from service_process import ServiceProcess
+from support import runtime_version
 
 BENCH = Path(__file__).resolve().parent.parent / "loadtests" / "bench" / "run_bench.py"
 APP_COST = BENCH.parent / "app_cost.py"
@@ -118,21 +119,50 @@ def test_app_cost_posts_through_a_bakes_app_and_counts_its_instructions(bake_pro
     assert counted and 10_000 < int(counted.group(1).replace(",", "")) < 10_000_000
 
 
-def slowed_copy(project: Path, destination: Path, seconds: float) -> Path:
+SLOWED_AUTHORIZE = """
+
+# tests/test_loadtests_bench.py: a known regression, every POST blocks the event loop for {seconds} s
+import time as _time
+
+from event_runtime.ingress import IngressApp as _IngressApp
+
+_authorize = _IngressApp._authorize
+
+
+def _slowed_authorize(self, authorization):
+    _time.sleep({seconds})
+    return _authorize(self, authorization)
+
+
+_IngressApp._authorize = _slowed_authorize
+"""
+
+
+def slowed_copy(project: Path, destination: Path, seconds: float, python: Path) -> Path:
     """A copy of a bake whose every POST blocks its event loop for `seconds`: a known regression to find."""
     shutil.copytree(project, destination)
-    ingress = destination / "src" / "event_service" / "runtime" / "ingress.py"
-    source = ingress.read_text()
-    authorize = "    def _authorize(self, authorization: str | None) -> None:\n"
-    assert authorize in source, "ingress.py changed: update where this test slows the service down"
-    ingress.write_text(source.replace(authorize, f"{authorize}        __import__('time').sleep({seconds})\n"))
+    with (destination / "src" / "event_service" / "app.py").open("a") as app:
+        app.write(SLOWED_AUTHORIZE.format(seconds=seconds))
+    # the copy's app.py wraps the method, as `serve` imports it: a runtime without `_authorize` fails the import
+    authorize_name = "import event_service.app, event_runtime.ingress as i; print(i.IngressApp._authorize.__name__)"
+    wrapped = subprocess.run(
+        [str(python), "-c", authorize_name],
+        env={**os.environ, "PYTHONPATH": str(destination / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrapped.stdout.strip() == "_slowed_authorize", (
+        "event_runtime.ingress.IngressApp._authorize changed: update where this test slows the service down\n"
+        + wrapped.stderr[-2000:]
+    )
     return destination
 
 
 @pytest.mark.slow
 def test_compare_finds_a_slower_version_in_rate_and_half_rate_latency(bake_project, baked_python, tmp_path):
     before = bake_project()
-    after = slowed_copy(before, tmp_path / "slowed", 0.004)
+    after = slowed_copy(before, tmp_path / "slowed", 0.004, baked_python)
     result = subprocess.run(
         [
             sys.executable,
@@ -162,6 +192,9 @@ def test_compare_finds_a_slower_version_in_rate_and_half_rate_latency(bake_proje
     compared = json.loads((tmp_path / "compare.json").read_text())
     assert Path(compared["sources"]["before"]).is_relative_to(before)
     assert Path(compared["sources"]["after"]).is_relative_to(after)
+    # both sides run the runtime their python has installed (one python here), not a copy in the bake
+    assert [compared["runtimes"][side]["version"] for side in ("before", "after")] == [runtime_version()] * 2
+    assert not any(Path(compared["runtimes"][side]["path"]).is_relative_to(tmp_path) for side in ("before", "after"))
     rounds = compared["variants"]["ingest-single"]
     rates = {side: [m["requests_per_second"] for m in rounds[side]["maximum"]] for side in ("before", "after")}
     assert len(rates["before"]) == len(rates["after"]) == 2
@@ -181,7 +214,13 @@ def test_compare_finds_a_slower_version_in_rate_and_half_rate_latency(bake_proje
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--before", "{bake}", "--after", "{bake}"], "--before and --after are the same directory"),
+        (["--before", "{bake}", "--after", "{bake}"], "--before and --after are the same directory, run by the same"),
+        (
+            ["--before", "{bake}", "--after", "{bake}", "--before-python", sys.executable],
+            "--before and --after are the same directory, run by the same python",
+        ),
+        # the same bake with two pythons compares two runtimes: this one stops only at the python that is not there
+        (["--before", "{bake}", "--after", "{bake}", "--after-python", "{elsewhere}/python"], "no such python"),
         (["--before", "{bake}", "--after", "{elsewhere}"], "no src/event_service there; is it a baked project?"),
         (["--before", "{bake}", "--after", "{bake}", "--variants", "flask"], "unknown variant(s) flask"),
     ],

@@ -8,7 +8,8 @@ runs itself twice under valgrind (N and 2N requests) and prints the instructions
 which leaves out start-up and, unlike seconds, barely moves with what else the machine is doing: the figure to
 compare two versions of the service by on a shared machine (docs/performance.md).
 
-Run with a python that has the bake's dependencies, the bake's src on PYTHONPATH (the Makefile's app-cost target).
+Run with a python that has the runtime (event-runtime) and the bake's other dependencies installed, the bake's src
+on PYTHONPATH (the Makefile's app-cost target): the app is the bake's `app.service`, run by the installed runtime.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import tempfile
 import time
 import uuid
 from typing import Any
+
+from event_runtime.ingress import IngressApp
+from event_runtime.logs import configure_logging
+from event_runtime.server import freeze_startup_heap
 
 TOKEN = "app-cost-token"  # noqa: S105  (a throwaway token for an in-process service)
 IN_FLIGHT = 25  # single events: requests awaited together, so the store commits several per loop turn, as under load
@@ -56,17 +61,12 @@ def request_bodies(requests: int, per_request: int, random_id: bool) -> list[byt
 async def drive(package: str, bodies: list[bytes], batch: bool, drain: bool = False) -> float:
     """Post every body through the app (then, with `drain`, run the workers until each handler processed every
     event); the CPU seconds it took. Raises unless every answer is 202."""
-    ingress = importlib.import_module(f"{package}.runtime.ingress")
-    cli = importlib.import_module(f"{package}.runtime.cli")  # the registry and settings `serve` itself uses
-    service = importlib.import_module(f"{package}.runtime.service")
-    settings = cli.load_settings()
-    importlib.import_module(f"{package}.runtime.logs").configure_logging(settings.log_level)
-    app = ingress.IngressApp(service.Service(cli.registry, settings), run_workers=False)
+    spec = importlib.import_module(f"{package}.app").service  # the EventService whose `serve` the bench runs
+    settings = spec.settings()
+    configure_logging(settings.log_level)
+    app = IngressApp(spec.build(settings), run_workers=False)
     await app.service.start(run_workers=False)
-    # what `serve` does once it has started; bakes from before it had no such step, and their `serve` neither
-    freeze_startup_heap = getattr(importlib.import_module(f"{package}.runtime.server"), "freeze_startup_heap", None)
-    if freeze_startup_heap is not None:
-        freeze_startup_heap()
+    freeze_startup_heap()  # what `serve` does once it has started
     content_type = b"application/cloudevents-batch+json" if batch else b"application/cloudevents+json"
     statuses: list[int] = []
 
@@ -113,8 +113,8 @@ async def processed_by_every_handler(service: Any, events: int) -> None:
 
 
 def run_on_serves_loop(main: Any) -> float:
-    """Run `main` on the loop `serve` runs on (runtime/server.py): uvloop where it is installed. Until run 9 this
-    script used asyncio's own loop, whose timers and callbacks cost more (docs/performance.md, run 9)."""
+    """Run `main` on the loop `serve` runs on (event_runtime/server.py): uvloop where it is installed. Until run 9
+    this script used asyncio's own loop, whose timers and callbacks cost more (docs/performance.md, run 9)."""
     try:
         import uvloop
     except ImportError:

@@ -6,6 +6,10 @@ would put minutes of drift between them. Each round starts a fresh server of eac
 the order flips every round, so neither version always runs first. The half-rate rounds hold both versions to the
 same rate, half of the "before" version's median maximum, so their p99s are taken under the same load.
 Servers, wrk and pinning are run_bench.py's own (docs/performance.md, "Compare two versions").
+
+Each side runs `python -m <package> serve` in its bake with its own python, whose installed event-runtime it runs:
+two venvs, one runtime version each, compare two runtime versions. A bake from before event-runtime (with its own
+copy in src/<package>/runtime/) runs that copy; its python needs only the dependencies.
 """
 
 # A benchmark driver: it starts the servers it compares by design.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -47,19 +52,47 @@ def order_of_round(round_number: int) -> tuple[str, ...]:
     return SIDES if round_number % 2 else SIDES[::-1]
 
 
-def imported_from(commands, package: str) -> Path:
-    """Where the service command's python imports the package from. Should that python find the package before
-    the bake's PYTHONPATH (an install of another bake, a .pth file), both sides would run the same code."""
+@dataclass
+class Source:
+    """What one side runs: the bake's package, and the runtime under it."""
+
+    package: Path
+    runtime: Path | None  # None: that python has no event_runtime, and the bake carries no runtime of its own
+    runtime_version: str
+
+
+# run by each side's python, with its bake on PYTHONPATH; argv[1] is the package
+_WHERE_FROM = """
+import importlib, importlib.util, json, sys
+package = importlib.import_module(sys.argv[1])
+bundled = importlib.util.find_spec(sys.argv[1] + ".runtime")  # a bake from before event-runtime: its own copy
+runtime = bundled or importlib.util.find_spec("event_runtime")
+version = "" if bundled or not runtime else importlib.import_module("event_runtime.__about__").__version__
+print(json.dumps({"package": package.__file__, "runtime": runtime and runtime.origin, "runtime_version": version}))
+"""
+
+
+def imported_from(commands, package: str) -> Source:
+    """Where the service command's python imports the package and the runtime from. Should that python find the
+    package before the bake's PYTHONPATH (an install of another bake, a .pth file), both sides would run the same
+    code."""
     command, _, env, cwd = commands["service"]
-    found = subprocess.run(
-        [command[0], "-c", f"import {package}; print({package}.__file__)"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return Path(found).resolve()
+    found = json.loads(
+        subprocess.run(
+            [command[0], "-c", _WHERE_FROM, package], env=env, cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    return Source(
+        Path(found["package"]).resolve(),
+        Path(found["runtime"]).resolve() if found["runtime"] else None,
+        found["runtime_version"],
+    )
+
+
+def described(source: Source) -> str:
+    if source.runtime is None or source.runtime.is_relative_to(source.package.parent):
+        return f"{source.package.parent}, with its own runtime"
+    return f"{source.package.parent}, event-runtime {source.runtime_version} from {source.runtime.parent}"
 
 
 def compare(args, commands: dict[str, dict], workdir: Path) -> dict[str, Comparison]:
@@ -102,10 +135,10 @@ def median_rate(rounds: list[Measurement], variant: Variant) -> float:
     return statistics.median(m.events_per_second(variant) for m in rounds)
 
 
-def render(comparisons: dict[str, Comparison], args, sources: dict[str, Path], machine: str) -> str:
+def render(comparisons: dict[str, Comparison], args, sources: dict[str, Source], machine: str) -> str:
     lines = [
         f"Machine: {machine}.",
-        f"Before: {sources['before']}. After: {sources['after']}.",
+        f"Before: {described(sources['before'])}. After: {described(sources['after'])}.",
         (
             f"{args.rounds} rounds, the order of the two versions flipping each round; {args.warmup:g} s warm-up, "
             f"{args.seconds:g} s measured, wrk -c{args.connections} for the maximum; a fresh server and store each run."
@@ -146,9 +179,13 @@ def render(comparisons: dict[str, Comparison], args, sources: dict[str, Path], m
     return "\n".join(lines)
 
 
-def as_json(comparisons: dict[str, Comparison], sources: dict[str, Path]) -> dict:
+def as_json(comparisons: dict[str, Comparison], sources: dict[str, Source], pythons: dict[str, str]) -> dict:
     return {
-        "sources": {side: str(path) for side, path in sources.items()},
+        "sources": {side: str(source.package) for side, source in sources.items()},
+        "runtimes": {
+            side: {"path": str(source.runtime), "version": source.runtime_version} for side, source in sources.items()
+        },
+        "pythons": pythons,
         "variants": {
             name: {
                 "half_rate_target": comparison.half_rate_target,
@@ -177,8 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     run_bench.add_load_options(parser, half_rate_help="also compare p99 at half the before version's maximum")
     parser.add_argument("--package", default="event_service", help="import package of the baked services")
     parser.add_argument(
-        "--service-python", default=sys.executable, help="python with the baked services' dependencies installed"
+        "--service-python",
+        default=sys.executable,
+        help="python with event-runtime and the bakes' other dependencies installed, not the bakes",
     )
+    for side in SIDES:
+        parser.add_argument(
+            f"--{side}-python", help=f"python for the {side} side (default: --service-python), its runtime installed"
+        )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--json", type=Path, help="also write every round as JSON to this file")
     args = parser.parse_args(argv)
@@ -193,20 +236,40 @@ def main(argv: list[str] | None = None) -> int:
     for side, bake in bakes.items():
         if not (bake / "src" / args.package).is_dir():
             parser.error(f"--{side} {bake}: no src/{args.package} there; is it a baked project?")
-    if bakes["before"] == bakes["after"]:
-        parser.error("--before and --after are the same directory")
+    pythons = {side: getattr(args, f"{side}_python") or args.service_python for side in SIDES}
+    for side, python in pythons.items():
+        found = shutil.which(python)
+        if not found:
+            parser.error(f"--{side}-python {python}: no such python")
+        # not resolved: a venv's python links to the interpreter it was made from, which other venvs share
+        pythons[side] = os.path.abspath(found)
+    if bakes["before"] == bakes["after"] and pythons["before"] == pythons["after"]:
+        parser.error("--before and --after are the same directory, run by the same python")
     if not shutil.which("wrk") or not shutil.which("taskset"):
         parser.error("needs wrk and taskset on PATH (apt-get install wrk util-linux)")
 
-    # server_commands' own needs: the service python, and the package to run
-    settings = argparse.Namespace(python=sys.executable, service_python=args.service_python, package=args.package)
-    commands = {side: server_commands(settings, bake) for side, bake in bakes.items()}
-    sources = {side: imported_from(commands[side], args.package) for side in SIDES}
-    for side, source in sources.items():
-        if not source.is_relative_to(bakes[side]):
+    commands = {
+        # server_commands' own needs: the service python, and the package to run
+        side: server_commands(
+            argparse.Namespace(python=sys.executable, service_python=pythons[side], package=args.package), bake
+        )
+        for side, bake in bakes.items()
+    }
+    sources = {}
+    for side in SIDES:
+        try:
+            sources[side] = source = imported_from(commands[side], args.package)
+        except subprocess.CalledProcessError as error:
+            parser.error(f"--{side}: {pythons[side]} cannot import {args.package}: {error.stderr.strip()[-1500:]}")
+        if not source.package.is_relative_to(bakes[side]):
             parser.error(
-                f"--{side}: {args.service_python} imports {args.package} from {source}, not from {bakes[side]}; "
+                f"--{side}: {pythons[side]} imports {args.package} from {source.package}, not from {bakes[side]}; "
                 "use a python where neither bake is installed (pip install its dependencies only)"
+            )
+        if source.runtime is None:
+            parser.error(
+                f"--{side}: {pythons[side]} has no event_runtime to run {bakes[side]} with; "
+                "pip install the bake's pin of event-runtime there"
             )
 
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as temp:
@@ -216,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         args.markdown.write_text(table + "\n", encoding="utf-8")
     if args.json:
-        args.json.write_text(json.dumps(as_json(comparisons, sources), indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(as_json(comparisons, sources, pythons), indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", default="event_service", help="import package of the baked service")
     parser.add_argument("--python", default=sys.executable, help="python for the baseline and the ceiling")
     parser.add_argument(
-        "--service-python", default=sys.executable, help="python with the baked service's dependencies installed"
+        "--service-python",
+        default=sys.executable,
+        help="python with event-runtime and the baked service's other dependencies installed, not the bake",
     )
     parser.add_argument("--markdown", type=Path, help="also write the results as a markdown table to this file")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
