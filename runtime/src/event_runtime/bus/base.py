@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +22,22 @@ class NewEvent(msgspec.Struct, frozen=True):
     event: CloudEvent
     body: bytes
     handlers: tuple[str, ...]
+
+
+class WorkSignal:
+    """Wakes a backend's idle workers: `wake` when work may have become due (events stored, a key's head finished,
+    dead letters replayed); `wait` returns at the next wake or after the timeout, whichever comes first."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..logs import get_logger
 from ..settings import Settings
 from . import redis_scripts as scripts
-from .base import DeadLetter, Delivery, NewEvent
+from .base import DeadLetter, Delivery, NewEvent, WorkSignal
 from .redis_batching import Batcher
 from .redis_lanes import Entry, Lane, RedisDelivery, stream_order
 
@@ -82,7 +82,7 @@ class RedisBus:
         self._last_trim = 0.0
         self._last_read = 0.0
         self._rotation = 0
-        self._work = asyncio.Event()
+        self._work = WorkSignal()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisBus:
@@ -146,7 +146,7 @@ class RedisBus:
         positions = await self._appends.submit(list(events))
         if any(positions):
             self._handlers.update(handler for new in events for handler in new.handlers)
-            self._work.set()
+            self._work.wake()
         return [position or None for position in positions]
 
     def partition_of(self, new: NewEvent) -> int:
@@ -202,7 +202,7 @@ class RedisBus:
         located = _located(delivery)
         await self._until_done(lambda: self._acks.submit([(located.partition, located.handler, located.entry_id, 1)]))
         self._forget(located)
-        self._work.set()  # the next event of this delivery's ordering key may be due now
+        self._work.wake()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
         located = _located(delivery)
@@ -229,7 +229,7 @@ class RedisBus:
         arguments = [self.prefix, located.partition, located.handler, located.entry_id, *fields]
         await self._until_done(lambda: self._dead_letter_script(args=arguments))
         self._forget(located)
-        self._work.set()
+        self._work.wake()
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         rows = _rows(await self._client.xrange(self._key("dead"), count=limit))
@@ -250,7 +250,7 @@ class RedisBus:
         for at in range(0, len(chosen), PAGE):
             replayed += int(await self._replay_script(args=[self.prefix, *chosen[at : at + PAGE]]))
         if replayed:
-            self._work.set()
+            self._work.wake()
         return replayed
 
     async def pending_count(self) -> int:
@@ -260,9 +260,7 @@ class RedisBus:
         await self._client.ping()
 
     async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
+        await self._work.wait(timeout)
 
     # reading the owned partitions
 
@@ -467,7 +465,7 @@ class RedisBus:
         if taken:
             self._owned.update(taken)
             log.info("redis_partitions_taken", partitions=taken)
-            self._work.set()
+            self._work.wake()
 
     def _drop(self, partition: int) -> None:
         self._owned.discard(partition)

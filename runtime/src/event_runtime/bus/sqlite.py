@@ -10,8 +10,6 @@ completed before its lease ends (the process died) is handed out again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import json
 import sqlite3
@@ -24,7 +22,7 @@ from pathlib import Path
 
 from ..__about__ import __version__
 from ..settings import Settings
-from .base import DeadLetter, Delivery, NewEvent
+from .base import DeadLetter, Delivery, NewEvent, WorkSignal
 from .loop_store import LoopStore
 
 # The SQL here is formatted only with this module's constants (the delivery states below) and placeholders, never
@@ -211,7 +209,7 @@ class SQLiteBus:
         self._owner = uuid.uuid4().hex
         # the checkpoint thread gets its own connection: it copies the WAL into the database file and fsyncs it
         self._store = LoopStore(self._connect, None if path == ":memory:" else self._open)
-        self._work = asyncio.Event()
+        self._work = WorkSignal()
         self._last_purge = 0.0
 
     @classmethod
@@ -270,7 +268,7 @@ class SQLiteBus:
     async def append(self, events: Sequence[NewEvent]) -> list[int | None]:
         positions = await self._store.call(_append, events, time.time())
         if any(position is not None for position in positions):
-            self._work.set()
+            self._work.wake()
         return positions
 
     async def claim(self, limit: int) -> list[Delivery]:
@@ -286,7 +284,7 @@ class SQLiteBus:
         if not isinstance(delivery, SQLiteDelivery):
             raise TypeError("the SQLite bus only takes back deliveries it handed out")
         await self._store.call_grouped(_complete, (delivery.position, delivery.handler, delivery.ordering_key))
-        self._work.set()  # the next event of this delivery's ordering key may be due now
+        self._work.wake()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
         await self._store.call(
@@ -302,7 +300,7 @@ class SQLiteBus:
         await self._store.call(
             _dead_letter, delivery.position, delivery.handler, delivery.attempts + 1, error, time.time()
         )
-        self._work.set()
+        self._work.wake()
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         return await self._store.call(_dead_letters, limit)
@@ -310,7 +308,7 @@ class SQLiteBus:
     async def replay(self, event_ids: Sequence[str] | None) -> int:
         replayed = await self._store.call(_replay, None if event_ids is None else list(event_ids), time.time())
         if replayed:
-            self._work.set()
+            self._work.wake()
         return replayed
 
     async def pending_count(self) -> int:
@@ -320,9 +318,7 @@ class SQLiteBus:
         await self._store.call(_ping)
 
     async def wait_for_work(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
-        self._work.clear()
+        await self._work.wait(timeout)
 
 
 INSERT_EVENT = (
