@@ -7,8 +7,11 @@ runtime that this commit of the template ships.
 """
 
 import re
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+import click
 from jinja2.ext import Extension
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +25,24 @@ def runtime_version() -> str:
     return match.group(1)
 
 
+def checked_options(options: Mapping[str, object]) -> str:
+    """Stop the bake, before anything is written, with one line per bad option and no traceback.
+
+    cookiecutter.json renders `__options_checked` through this filter once every option is known. A
+    ClickException is what cookiecutter's and cruft's command lines print as `Error: ...` and exit 1 on; through the
+    Python API it is an ordinary exception. The pre-gen hook runs the same checks again (a replayed context)."""
+    sys.path.insert(0, str(REPO_ROOT / "template" / "hooks"))
+    from bake_options import problems_with
+
+    problems = problems_with(options)
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    return "ok"
+
+
 class RepoRootExtension(Extension):
     def __init__(self, environment):  # type: ignore[no-untyped-def]
         super().__init__(environment)
         environment.globals["repo_root"] = str(REPO_ROOT)
         environment.globals["runtime_version"] = runtime_version()
+        environment.filters["checked_options"] = checked_options

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from support import REPO_ROOT, TEMPLATE_DIR, bake, options_id, text_files
@@ -96,6 +97,11 @@ def test_only_the_chosen_pipelines_are_baked(tmp_path: Path, ci: str, present: l
         ({"package_name": "Upper"}, "package_name: 'Upper' must be a lower case Python identifier"),
         ({"project_name": " ", "project_slug": "x", "package_name": "x"}, "project_name: must not be empty"),
         ({"author_email": "not-an-email"}, "author_email: 'not-an-email' is not an e-mail address"),
+        ({"event_bus": "kafka"}, "event_bus: 'kafka' is not one of sqlite, redis"),
+        ({"ci": "gitlab"}, "ci: 'gitlab' is not one of github, jenkins, both"),
+        ({"python_version": "3.9"}, "python_version: '3.9' is not one of 3.11, 3.12, 3.13"),
+        ({"license": "GPL"}, "license: 'GPL' is not one of MIT, Apache-2.0, Proprietary"),
+        ({"project_name": ""}, "project_name: must not be empty"),
     ],
 )
 def test_bad_options_stop_the_bake_with_a_line_naming_the_field(
@@ -105,13 +111,25 @@ def test_bad_options_stop_the_bake_with_a_line_naming_the_field(
     command += [f"{key}={value}" for key, value in options.items()]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert message in result.stderr
+    # one line per bad field (a slug that is bad makes the package derived from it bad too), each naming it
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"Error: {message}"), result.stderr
+    assert all(re.match(r"^(Error: )?[a-z_]+: ", line) for line in lines), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing half-written is left behind
 
 
-def test_a_bad_option_through_the_python_api_raises_the_hook_failure(tmp_path: Path) -> None:
-    with pytest.raises(FailedHookException):
+def test_a_bad_option_through_the_python_api_raises_an_error_naming_it_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(click.ClickException, match="package_name: 'def' is a Python keyword"):
         bake(tmp_path, package_name="def")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pre_gen_hook_still_refuses_bad_options_in_a_context_that_skipped_the_check(tmp_path: Path) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, package_name="def", __options_checked="ok")
 
 
 def test_the_root_entry_and_the_directory_form_bake_the_same_project(tmp_path: Path) -> None:
