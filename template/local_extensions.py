@@ -30,7 +30,12 @@ def checked_options(options: Mapping[str, object]) -> str:
 
     cookiecutter.json renders `__options_checked` through this filter once every option is known. A
     ClickException is what cookiecutter's and cruft's command lines print as `Error: ...` and exit 1 on; through the
-    Python API it is an ordinary exception. The pre-gen hook runs the same checks again (a replayed context)."""
+    Python API it is an ordinary exception. The pre-gen hook runs the same checks again (a replayed context).
+
+    `cruft update` renders the bake's old commit and then the new one in one process, so Python keeps the first
+    commit's copy of this module: a filter added here may be missing in that run. cookiecutter.json therefore
+    calls it only `if 'checked_options' is filter`; the options cruft replays were checked when the bake was made,
+    and the pre-gen hook checks them again."""
     sys.path.insert(0, str(REPO_ROOT / "template" / "hooks"))
     from bake_options import problems_with
 
