@@ -53,9 +53,9 @@ def test_each_bad_option_gets_one_line_naming_it(field: str, value: str, expecte
 @pytest.mark.parametrize(
     ("ci", "destinations"),
     [
-        ("github", {"ansible", "loadtests", ".github/workflows"}),
-        ("jenkins", {"ansible", "loadtests", "Jenkinsfile", "jenkins"}),
-        ("both", {"ansible", "loadtests", ".github/workflows", "Jenkinsfile", "jenkins"}),
+        ("github", {"ansible", "loadtests", "observability", ".github/workflows"}),
+        ("jenkins", {"ansible", "loadtests", "observability", "Jenkinsfile", "jenkins"}),
+        ("both", {"ansible", "loadtests", "observability", ".github/workflows", "Jenkinsfile", "jenkins"}),
     ],
 )
 def test_the_ci_option_selects_the_pipeline_parts(ci: str, destinations: set[str]) -> None:
@@ -64,7 +64,7 @@ def test_the_ci_option_selects_the_pipeline_parts(ci: str, destinations: set[str
 
 def test_every_shared_part_names_a_top_level_source() -> None:
     for part in SHARED_PARTS:
-        assert part.source.split("/")[0] in {"ansible", "loadtests", "pipelines"}
+        assert part.source.split("/")[0] in {"ansible", "loadtests", "observability", "pipelines"}
         assert (REPO_ROOT / part.source.split("/")[0]).parent == REPO_ROOT
 
 

@@ -1,7 +1,8 @@
 """What the post-gen hook brings into a bake from the repository's top level, and what it prunes.
 
-`ansible/`, `loadtests/` and `pipelines/` at the top of the repository are the single source: a bake gets copies,
-so there is never a second hand-kept version inside template/.
+`ansible/`, `loadtests/`, `observability/` and `pipelines/` at the top of the repository are the single source: a
+bake gets copies, so there is never a second hand-kept version inside template/. Copied, not rendered: the
+dashboard's and the alert rules' own `{{ }}` templates reach the bake as written.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SharedPart:
 SHARED_PARTS = (
     SharedPart("ansible", "ansible"),
     SharedPart("loadtests", "loadtests", skip=("bench",)),
+    SharedPart("observability", "observability"),
     SharedPart("pipelines/github/workflows", ".github/workflows", ci_choices=("github", "both")),
     SharedPart("pipelines/jenkins/Jenkinsfile", "Jenkinsfile", ci_choices=("jenkins", "both")),
     SharedPart(
