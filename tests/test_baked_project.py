@@ -37,7 +37,7 @@ def test_the_make_targets_run_green_through_tox_in_a_fresh_bake(tmp_path: Path, 
     assert (project / "reports" / "coverage.xml").is_file()
 
     # the image's install step, run without Docker: the wheel into a fresh venv, its command answers
-    assert "install-service.sh /dist /opt/venv" in (project / "Dockerfile").read_text()
+    assert "install-service.sh /wheelhouse /opt/venv ${VERSION}" in (project / "Dockerfile").read_text()
     installed = run_in(project, baked_python, "sh", "scripts/install-service.sh", "dist", str(tmp_path / "service"),
                        timeout=600)
     assert installed.returncode == 0, installed.stdout + installed.stderr
