@@ -9,6 +9,7 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)  # app_cost.py --callgrind
+command -v curl >/dev/null 2>&1 || missing+=(curl)  # tests/test_adversarial_clients.py: curl is one of the clients
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   # other setup scripts may hold the dpkg lock: wait for it instead of failing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -12,8 +13,10 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .__about__ import __version__ as runtime_version
+from .auth import signed_headers
 from .ids import new_event_id
 from .logs import configure_logging
+from .redaction import configured_secrets, redact
 from .service import Service
 from .settings import Settings, SettingsError
 
@@ -66,15 +69,18 @@ def run(spec: EventService, argv: Sequence[str] | None = None) -> int:
     try:
         settings = spec.settings()
     except SettingsError as error:
-        print(f"{spec.name}: invalid settings: {error}", file=sys.stderr)
+        print(f"{spec.name}: invalid settings: {redact(str(error))}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    secrets = configured_secrets(settings)
+    configure_logging(settings.log_level, secrets)
     if args.command == "send":
+        # what send prints is its answer: httpx's own line per request would only repeat it
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         return _send(spec.name, args, settings)
     try:
         service = spec.build(settings)
     except ValueError as error:  # a bus the installed runtime cannot open (a missing extra)
-        print(f"{spec.name}: {error}", file=sys.stderr)
+        print(f"{spec.name}: {redact(str(error), secrets)}", file=sys.stderr)
         return 2
     if args.command == "serve":
         from .server import serve
@@ -86,7 +92,7 @@ def run(spec: EventService, argv: Sequence[str] | None = None) -> int:
 
         run_workers(service)
         return 0
-    return asyncio.run(_dlq(spec.name, args, service))
+    return asyncio.run(_dlq(spec.name, args, service, secrets))
 
 
 def _print_settings(spec: EventService) -> int:
@@ -120,16 +126,20 @@ def _send(prog: str, args: argparse.Namespace, settings: Settings) -> int:
         headers["authorization"] = f"Bearer {token}"
     if args.wait:
         headers["prefer"] = f"wait={args.wait}"
+    body = json.dumps(event).encode()
+    signing_keys = [key.strip() for key in settings.signing_keys.split(",") if key.strip()]
+    if signing_keys:  # a service that checks signatures gets signed events: the first key signs
+        headers.update(signed_headers(signing_keys[0], body, message_id=str(event["id"])))
     try:
-        response = httpx.post(f"{args.url.rstrip('/')}/events", json=event, headers=headers, timeout=10 + args.wait)
+        response = httpx.post(f"{args.url.rstrip('/')}/events", content=body, headers=headers, timeout=10 + args.wait)
     except httpx.HTTPError as error:
-        print(f"{prog} send: {args.url} did not answer: {error}", file=sys.stderr)
+        print(f"{prog} send: {redact(f'{args.url} did not answer: {error}')}", file=sys.stderr)
         return 1
     print(json.dumps({"status": response.status_code, "id": event["id"], "body": response.json()}))
     return 0 if response.status_code < 400 else 1
 
 
-async def _dlq(prog: str, args: argparse.Namespace, service: Service) -> int:
+async def _dlq(prog: str, args: argparse.Namespace, service: Service, secrets: Sequence[str]) -> int:
     bus = service.bus
     await bus.open()
     try:
@@ -142,7 +152,8 @@ async def _dlq(prog: str, args: argparse.Namespace, service: Service) -> int:
                     "type": letter.event_type,
                     "handler": letter.handler,
                     "attempts": letter.attempts,
-                    "last_error": letter.last_error,
+                    # a handler's error may quote a URL with its password, or a configured secret
+                    "last_error": redact(letter.last_error, secrets),
                 }
                 print(json.dumps(row) if args.json else "\t".join(str(value) for value in row.values()))
             if not args.json:

@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 
+from .http_protocol import HttpLimits, limited_protocol
 from .ingress import IngressApp
 from .logs import get_logger
 from .service import Service
@@ -45,7 +46,13 @@ class _DrainingServer(uvicorn.Server):
 
 def serve(service: Service, host: str, port: int, *, run_workers: bool = True) -> None:
     """HTTP API (and, unless told otherwise, the workers) in this process until a signal stops it."""
-    config = uvicorn.Config(
+    _DrainingServer(http_config(service, host, port, run_workers=run_workers), service).run()
+
+
+def http_config(service: Service, host: str, port: int, *, run_workers: bool = True) -> uvicorn.Config:
+    """uvicorn's configuration for the service: its app, and the HTTP layer's limits from the settings."""
+    settings = service.settings
+    return uvicorn.Config(
         IngressApp(service, run_workers=run_workers),
         host=host,
         port=port,
@@ -53,14 +60,16 @@ def serve(service: Service, host: str, port: int, *, run_workers: bool = True) -
         log_config=None,
         access_log=False,
         loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=math.ceil(service.settings.shutdown_timeout_seconds),
+        # httptools with the limits and timeouts of SERVICE_MAX_HEADER_BYTES and the rest (http_protocol.py); it
+        # keeps connections alive for SERVICE_KEEPALIVE_TIMEOUT_SECONDS and caps them itself, with a JSON 503
+        http=limited_protocol(HttpLimits.from_settings(settings)),
+        ws="none",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
         # The service never reads the client's address, so X-Forwarded-* need no rewriting: that middleware cost
         # ~3 % of a request (docs/performance.md). No `server` header: it only tells a scanner what runs here.
         proxy_headers=False,
         server_header=False,
     )
-    _DrainingServer(config, service).run()
 
 
 def run_workers(service: Service) -> None:

@@ -16,6 +16,7 @@ from .bus import EventBus, NewEvent, open_bus
 from .cloudevents import CloudEvent, EventRejected, RejectionReason
 from .logs import get_logger
 from .metrics import Metrics
+from .redaction import configured_secrets, redact
 from .registry import HandlerRegistry, NonRetryableError, Publisher
 from .retry import RetryPolicy
 from .settings import Settings
@@ -79,7 +80,7 @@ class Service:
         self.started = True
         log.info(
             "service_started",
-            bus=self.settings.bus_url,
+            bus=redact(self.settings.bus_url),
             handlers=self.registry.handler_names,
             workers=run_workers,
         )
@@ -110,7 +111,9 @@ class Service:
         try:
             await asyncio.wait_for(self.bus.ping(), 2.0)
         except Exception as error:  # noqa: BLE001 - any store failure means not ready
-            return False, f"store unreachable: {type(error).__name__}: {error}"
+            # a store's error may quote its URL, password and all
+            detail = f"store unreachable: {type(error).__name__}: {error}"
+            return False, redact(detail, configured_secrets(self.settings))
         return True, "ready"
 
     def admit(self) -> None:

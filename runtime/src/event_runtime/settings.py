@@ -10,6 +10,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .auth import signing_key_bytes
+from .redaction import REDACTED, redact
+
 ENV_PREFIX = "SERVICE_"
 # every bus URL scheme open_bus knows; redis ones need the `redis` extra installed
 SQLITE_SCHEMES = ("sqlite:///", "memory://")
@@ -30,9 +33,42 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = Field(
         default="development", description="`production` refuses to start without tokens"
     )
-    auth_tokens: str = Field(default="", description="comma-separated bearer tokens for `POST /events`")
+    auth_tokens: str = Field(
+        default="",
+        repr=False,
+        json_schema_extra={"secret": True},
+        description="comma-separated bearer tokens for `POST /events`",
+    )
+    # authentication, signing and rate limits (auth.py, docs/service-contract.md); fields marked secret are never
+    # shown or logged (redaction.py)
+    signing_keys: str = Field(
+        default="",
+        repr=False,
+        json_schema_extra={"secret": True},
+        description="comma-separated Standard Webhooks keys (`whsec_<base64>`, one per sender, two while one rotates): "
+        "when set, `POST /events` needs a valid `webhook-signature`",
+    )
+    signing_replay_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="how far a signed request's `webhook-timestamp` may be from the clock: an older one (a replay) "
+        "gets 401",
+    )
+    rate_limit_per_second: float = Field(
+        default=0.0, ge=0, description="requests per second per bearer token, beyond them 429; `0` turns it off"
+    )
+    rate_limit_burst: int = Field(
+        default=100, gt=0, description="requests a token may send at once before its rate holds it back"
+    )
+    metrics_token: str = Field(
+        default="",
+        repr=False,
+        json_schema_extra={"secret": True},
+        description="bearer token for `GET /metrics`; empty: open",
+    )
     bus_url: str = Field(
         default="sqlite:///./var/events.db",
+        repr=False,  # its password, if any
         description="`sqlite:///relative.db`, `sqlite:////absolute.db`, `redis://host:port/db` (the `redis` extra) "
         "or `memory://` for tests",
     )
@@ -44,6 +80,36 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(default=1000, gt=0, description="a batch with more events gets 413")
     max_wait_seconds: float = Field(
         default=30.0, ge=0, description="the longest `Prefer: wait=N` honoured; a longer wait is cut to it"
+    )
+    # the HTTP layer's limits and timeouts (http_protocol.py, docs/service-contract.md "Limits"): what one client
+    # can make the process hold is bounded
+    max_url_bytes: int = Field(default=8192, gt=0, description="a longer request URL (path and query) gets 414")
+    max_header_bytes: int = Field(
+        default=32768, gt=0, description="request headers over this many bytes (names and values) get 431"
+    )
+    max_headers: int = Field(default=100, gt=0, description="a request with more headers gets 431")
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this long, else 408 and the connection closes",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a request's whole body must arrive within this long after its headers, else 408 and the "
+        "connection closes",
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="an idle kept-alive connection is closed after this long"
+    )
+    linger_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="after an answer sent before the request was read whole (413, 401, 431...), what the client "
+        "still sends is read and dropped until it stops, at most this long, then the connection closes",
+    )
+    max_connections: int = Field(
+        default=1000, gt=0, description="open connections per process; a connection beyond them gets 503 and is closed"
     )
     # handler calls in flight per process: claims of more deliveries each cost less per delivery, which lets the
     # handlers keep up beside ingest on one core (docs/performance.md, run 10); sync handlers get as many threads
@@ -110,6 +176,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with {' or '.join(BUS_SCHEMES)}")
         return value
 
+    @field_validator("signing_keys")
+    @classmethod
+    def _signing_keys_decode(cls, value: str) -> str:
+        for key in value.split(","):
+            if key.strip():
+                signing_key_bytes(key)  # its ValueError names no key
+        return value
+
     @model_validator(mode="after")
     def _production_needs_tokens(self) -> Settings:
         if self.env == "production" and not self.tokens:
@@ -138,7 +212,7 @@ def load_settings(defaults: Mapping[str, object] | None = None, **overrides: obj
         for problem in error.errors():
             location = [str(part) for part in problem["loc"]]
             variable = ENV_PREFIX + location[0].upper() if location else "settings"
-            message = problem["msg"].removeprefix("Value error, ")
+            message = redact(problem["msg"].removeprefix("Value error, "))
             lines.append(f"{variable}: {message}" if location else message)
         raise SettingsError("; ".join(lines)) from None
 
@@ -157,7 +231,11 @@ def settings_reference(defaults: Mapping[str, object] | None = None) -> list[Set
     rows = []
     for field, info in Settings.model_fields.items():
         default = (defaults or {}).get(field, info.default)
-        rows.append(SettingReference(ENV_PREFIX + field.upper(), _shown(default), info.description or ""))
+        shown = _shown(default)
+        # a service's own default may hold a secret (a token, a bus URL's password): the table never shows it
+        secret = isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
+        shown = REDACTED if secret and shown else redact(shown)
+        rows.append(SettingReference(ENV_PREFIX + field.upper(), shown, info.description or ""))
     return rows
 
 

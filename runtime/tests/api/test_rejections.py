@@ -2,7 +2,9 @@
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -80,6 +82,33 @@ async def draining(client: httpx.AsyncClient, service: Service, events: EventFac
     return await post(client, events.event(ORDER_PLACED, order()))
 
 
+@asynccontextmanager
+async def client_with(service: Service, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of another app over the same service (its store and metrics), built with these settings on top."""
+    original = service.settings
+    service.settings = original.model_copy(update=settings)
+    try:
+        app = IngressApp(service, run_workers=False)
+    finally:
+        service.settings = original
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test") as client:
+        yield client
+
+
+async def bad_signature(client: httpx.AsyncClient, service: Service, events: EventFactory) -> httpx.Response:
+    key = "whsec_" + "a2V5LW9mLXRoZS1yZWplY3Rpb25zLXRlc3Qtc2VuZGVy"
+    async with client_with(service, signing_keys=key) as signing:
+        stamp = str(int(time.time()))
+        signature = {"webhook-id": "m-1", "webhook-timestamp": stamp, "webhook-signature": "v1,bm90IGl0"}
+        return await post(signing, events.event(ORDER_PLACED, order()), {**AUTHORIZED, **signature})
+
+
+async def rate_limited(client: httpx.AsyncClient, service: Service, events: EventFactory) -> httpx.Response:
+    async with client_with(service, rate_limit_per_second=0.001, rate_limit_burst=1) as limited:
+        assert (await post(limited, events.event(ORDER_PLACED, order()))).status_code == 202
+        return await post(limited, events.event(ORDER_PLACED, order(order_id="o-2")))
+
+
 async def backlog_full(client: httpx.AsyncClient, service: Service, events: EventFactory) -> httpx.Response:
     assert (await post(client, events.event(ORDER_PLACED, order()))).status_code == 202  # two deliveries, over 1
     await service.backlog.refresh()
@@ -90,6 +119,8 @@ REFUSALS: dict[RejectionReason, Refuse] = {
     RejectionReason.MALFORMED: malformed,
     RejectionReason.INVALID_ATTRIBUTES: invalid_attributes,
     RejectionReason.UNAUTHORIZED: unauthorized,
+    RejectionReason.BAD_SIGNATURE: bad_signature,
+    RejectionReason.RATE_LIMITED: rate_limited,
     RejectionReason.TOO_LARGE: too_large,
     RejectionReason.UNSUPPORTED_MEDIA_TYPE: unsupported_media_type,
     RejectionReason.UNKNOWN_TYPE: unknown_type,
