@@ -165,8 +165,11 @@ def test_slow_handler_fails_the_delivery_check_with_exit_code_4(bake_project, ba
     with running_service(project, baked_python, free_port) as url:
         result = make_loadtest(project, url, "--drain-timeout-seconds 2")
     lines = gate_lines(result)
-    assert result.returncode != 0
     assert "loadtest gate: FAILED (exit code 4)" in lines, "\n".join(lines) or result.stderr[-3000:]
+    # make can only exit 2 for a failed recipe: the gate's own code is its last line and in gate.json
+    assert result.returncode == 2
+    assert "make loadtest: the gate exited 4 " in result.stderr
+    assert json.loads((project / "reports" / "loadtest" / "gate.json").read_text())["exit_code"] == 4
     breaches = [line for line in lines if "BREACH" in line]
     assert any("bus not drained" in line for line in breaches)
     assert any("in handler slow_audit" in line and "still unprocessed" in line for line in breaches)

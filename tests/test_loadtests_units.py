@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import random
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ sys.path.insert(0, str(LOADTESTS))
 from loadtest_kit.delivery_check import check_delivery  # noqa: E402
 from loadtest_kit.event_mix import EventMixError, load_event_mix  # noqa: E402
 from loadtest_kit.ledger import EventLedger  # noqa: E402
-from loadtest_kit.prometheus import MetricsSnapshot, parse_metrics  # noqa: E402
+from loadtest_kit.prometheus import MetricsSnapshot, parse_metrics, read_metrics  # noqa: E402
 from loadtest_kit.shape_curves import users_at  # noqa: E402
 from loadtest_kit.thresholds import RunTotals, Thresholds, ThresholdsError, load_thresholds, performance_breaches  # noqa: E402
 
@@ -215,6 +218,72 @@ def test_delivery_check_flags_undrained_bus_dead_letters_and_unskipped_duplicate
         in report.breaches
     )
     assert "service took 3 of 4 deliberate duplicates as new events" in report.breaches
+
+
+class MetricsEndpoints:
+    """Two service instances' /metrics on 127.0.0.1 and a round-robin balancer in front of them, in threads."""
+
+    def __init__(self) -> None:
+        self.processed = {"a": 0, "b": 0}  # events_processed_total of reserve_stock on each instance
+        self._turn = -1  # the first request through the balancer goes to instance a
+        self._servers = [self._serve(self._instance("a")), self._serve(self._instance("b")), self._serve(self._balance)]
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self._servers[index].server_address[1]}/metrics"
+
+    def _instance(self, name: str):
+        return lambda: f'events_processed_total{{handler="reserve_stock",type="{PLACED}"}} {self.processed[name]}\n'
+
+    def _balance(self) -> str:
+        self._turn += 1
+        with urllib.request.urlopen(self.url(self._turn % 2), timeout=5) as response:
+            return response.read().decode()
+
+    @staticmethod
+    def _serve(body) -> http.server.ThreadingHTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                payload = body().encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_gate_behind_a_balancer_vouches_only_for_the_metrics_of_every_instance(tmp_path):
+    mix = load_event_mix(write_mix(tmp_path, [{"type": PLACED, "handlers": ["reserve_stock"], "data": {}}]))
+    endpoints = MetricsEndpoints()
+    try:
+        endpoints.processed.update(a=2531, b=2412)  # what each instance did before the run
+        instances = [endpoints.url(0), endpoints.url(1)]
+        before_instances, before_balancer = read_metrics(instances), read_metrics([endpoints.url(2)])
+        endpoints.processed["a"] += 60  # the run: 100 accepted events, the balancer spread them over both
+        endpoints.processed["b"] += 40
+        after_instances, after_balancer = read_metrics(instances), read_metrics([endpoints.url(2)])
+    finally:
+        endpoints.close()
+    ledger = ledger_with({PLACED: 100})
+
+    through_balancer = check_delivery(before_balancer, after_balancer, True, ledger, mix, Thresholds(), 1.0)
+    every_instance = check_delivery(before_instances, after_instances, True, ledger, mix, Thresholds(), 1.0)
+
+    # the balancer answered "before" from one instance and "after" from the other: 2531 -> 2452
+    assert any(line.startswith("counters went down between the readings") for line in through_balancer.breaches)
+    assert any("make loadtest ENV=<env>" in line for line in through_balancer.breaches)
+    assert every_instance.breaches == []
+    assert [(row["accepted"], row["processed"], row["lost"]) for row in every_instance.per_handler] == [(100, 100, 0)]
 
 
 def test_ledger_reports_move_from_workers_to_master():

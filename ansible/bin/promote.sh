@@ -14,7 +14,11 @@ if ! printf '%s' "$version" | grep -Eq '^[A-Za-z0-9][A-Za-z0-9.+!_-]*$'; then
     exit 2
 fi
 if [ ! -f "$env_file" ]; then
-    echo "promote: $env_file does not exist (ENV names a file in deploy/environments/)" >&2
+    known=""
+    for file in "$(dirname "$env_file")"/*.yml; do
+        [ -f "$file" ] && known="$known $(basename "$file" .yml)"
+    done
+    echo "promote: $env_file does not exist (ENV names a file in deploy/environments/; there are:${known:- none})" >&2
     exit 2
 fi
 if ! grep -Eq '^service_version:' "$env_file"; then

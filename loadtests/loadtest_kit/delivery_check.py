@@ -54,6 +54,14 @@ def check_delivery(
 ) -> DeliveryReport:
     """Compare what the service accepted with what its handlers processed or dead-lettered during the run."""
     report = DeliveryReport()
+    went_down = _counters_that_went_down(before, after)
+    if went_down:
+        # counters only grow: a smaller reading is another process's (a balancer picked another host) or a restart's
+        report.breaches.append(
+            f"counters went down between the readings before and after the run ({', '.join(went_down)}): they come "
+            "from another instance or a restarted one, so nothing can be vouched for; behind a balancer read every "
+            "instance (make loadtest ENV=<env>, or --metrics-url URL1,URL2)"
+        )
     if not drained:
         stuck = {url: after.pending.get(url) for url in sorted(set(after.pending) | set(before.pending))}
         detail = ", ".join(
@@ -124,6 +132,21 @@ def _check_duplicates(
         report.breaches.append(
             f"service took {sent - skipped_in_replies} of {sent} deliberate duplicates as new events"
         )
+
+
+def _counters_that_went_down(before: MetricsSnapshot, after: MetricsSnapshot) -> list[str]:
+    lower = [
+        f"{metric}{{handler={handler},type={event_type}}} {count:g} -> {now:g}"
+        for metric, counts in sorted(before.per_handler.items())
+        for (handler, event_type), count in sorted(counts.items())
+        if (now := after.handler_count(metric, handler, event_type)) < count
+    ]
+    lower += [
+        f"{name} {count:g} -> {after.totals[name]:g}"
+        for name, count in sorted(before.totals.items())
+        if after.totals[name] < count
+    ]
+    return lower
 
 
 def _increase(before: MetricsSnapshot, after: MetricsSnapshot, metric: str, handler: str, event_type: str) -> float:

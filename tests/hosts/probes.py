@@ -1,8 +1,9 @@
-"""What the tests read from the hosts: readiness over HTTP, the balancer's server states, the bus's stored events."""
+"""What the tests read from the hosts: readiness, answers and counters over HTTP, the balancer's server states."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -15,21 +16,6 @@ _SHOW_STAT = (
     "s.sendall(b'show stat\\n'); print(s.makefile().read())\""
 )
 
-# Events of one source in the host's SQLite bus: those whose deliveries were made (handlers cleared by the fan-out)
-# and none of them is left were handled by every handler; open counts the deliveries still to make as well.
-_STORED_EVENTS = """python3 - <<'PY'
-import json, sqlite3
-connection = sqlite3.connect("{db}")
-handled = [row[0] for row in connection.execute(
-    "SELECT id FROM events WHERE source = ? AND handlers IS NULL AND NOT EXISTS "
-    "(SELECT 1 FROM deliveries AS d WHERE d.event_seq = events.seq)", ("{source}",))]
-open_deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0] + connection.execute(
-    "SELECT coalesce(sum(json_array_length(handlers)), 0) FROM events WHERE handlers IS NOT NULL").fetchone()[0]
-dead = connection.execute("SELECT count(*) FROM deliveries WHERE state = 3").fetchone()[0]
-print(json.dumps({{"handled": handled, "open": open_deliveries, "dead": dead}}))
-PY"""
-
-
 def readiness(address: str, port: int) -> tuple[int, dict[str, object]]:
     """Status and JSON body of GET /readyz; status 0 when nothing answers."""
     try:
@@ -39,6 +25,32 @@ def readiness(address: str, port: int) -> tuple[int, dict[str, object]]:
         return error.code, json.loads(error.read() or b"{}")
     except OSError:
         return 0, {}
+
+
+def post_event_answer(address: str, port: int, body: dict[str, object], token: str) -> tuple[int, dict[str, object]]:
+    """Status and JSON body of POST /events with one structured event."""
+    request = urllib.request.Request(
+        f"http://{address}:{port}/events", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/cloudevents+json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+_SAMPLE = re.compile(r'^(events_\w+_total)(?:\{handler="([^"]*)",type="([^"]*)"\})? (\S+)$', re.MULTILINE)
+
+
+def event_counters(address: str, port: int) -> dict[tuple[str, str], float]:
+    """The events_*_total counters of one instance's /metrics, keyed by (name, handler); handler '' for totals."""
+    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counters: dict[tuple[str, str], float] = {}
+    for name, handler, _event_type, value in _SAMPLE.findall(text):
+        counters[(name, handler)] = counters.get((name, handler), 0.0) + float(value)
+    return counters
 
 
 def post_event(address: str, port: int, body: dict[str, object], token: str | None) -> int:
@@ -75,18 +87,3 @@ def wait_for_balancer(network: HostNetwork, balancer: SystemdHost, backend: str,
         time.sleep(1)
         states = balancer_server_states(network, balancer, backend)
     return states
-
-
-def stored_events(network: HostNetwork, host: SystemdHost, db: str, source: str) -> dict[str, object]:
-    return json.loads(network.ssh(host, _STORED_EVENTS.format(db=db, source=source)))
-
-
-def wait_until_bus_empty(network: HostNetwork, hosts: list[SystemdHost], db: str, source: str,
-                         timeout: float = 90) -> dict[str, dict[str, object]]:
-    """Poll every host's bus until no delivery is open (or the timeout passes); return the last reading."""
-    deadline = time.monotonic() + timeout
-    while True:
-        readings = {host.name: stored_events(network, host, db, source) for host in hosts}
-        if all(reading["open"] == 0 for reading in readings.values()) or time.monotonic() > deadline:
-            return readings
-        time.sleep(2)

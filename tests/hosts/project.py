@@ -124,10 +124,11 @@ class DeployProject:
         self.env_file.parent.mkdir(parents=True, exist_ok=True)
         self.env_file.write_text(f'---\nservice_version: "{first_version}"\n')
 
-    def make(self, target: str, *args: str, timeout: float = 600) -> PlaybookRun:
+    def make(self, target: str, *args: str, timeout: float = 600, **extra_env: str) -> PlaybookRun:
         """Run a target of the bake's Makefile (which includes ansible/deploy.mk) against the test environment."""
         env = {
             **os.environ,
+            **extra_env,
             "ANSIBLE_VAULT_PASSWORD_FILE": str(self.vault_password_file),
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_NOCOLOR": "1",
