@@ -393,7 +393,10 @@ def test_library_pipeline_has_the_issue_stages_in_order():
     assert stage_names == [
         "('Checks')",
         "('Build')",
+        "('Promote staging')",
+        "('Review staging')",
         "('Staging')",
+        "('Promote production')",
         "('Approve production')",
         "('Production')",
         "('Drift')",
@@ -404,14 +407,27 @@ def test_checks_run_lint_type_and_tests_in_parallel():
     pipeline = find_pipeline(parse_groovy(LIBRARY_PIPELINE.read_text(encoding="utf-8")))
     checks = pipeline.child("stages").children("stage")[0]
     branches = [stage.header for stage in checks.child("parallel").children("stage")]
-    assert branches == ["('Lint')", "('Type check')", "('Tests')"]
+    assert branches == ["('Lint')", "('Type check')", "('Tests')", "('Template')"]
 
 
-def test_production_waits_for_an_input_with_a_message():
+def test_each_deploy_waits_for_its_promotion_to_be_merged_without_holding_an_executor():
     pipeline = find_pipeline(parse_groovy(LIBRARY_PIPELINE.read_text(encoding="utf-8")))
-    approval = next(s for s in pipeline.child("stages").children("stage") if s.header == "('Approve production')")
-    assert approval.child("input").child("message") is not None
-    assert approval.child("agent") is None, "waiting for a person must not hold an executor"
+    for name in ("('Review staging')", "('Approve production')"):
+        review = next(s for s in pipeline.child("stages").children("stage") if s.header == name)
+        assert "promote/" in review.child("input").child("message").header, "the message names the branch"
+        assert review.child("agent") is None, "waiting for a person must not hold an executor"
+
+
+def test_deploys_take_the_stashed_wheel_after_checking_out_what_main_says():
+    pipeline = find_pipeline(parse_groovy(LIBRARY_PIPELINE.read_text(encoding="utf-8")))
+    stages = {s.header: s for s in pipeline.child("stages").children("stage")}
+    build_steps = repr(stages["('Build')"].child("stages").children("stage")[0].child("steps").block)
+    assert "name='stash'" in build_steps and "dist/*.whl" in build_steps
+    for name, environment in (("('Staging')", "staging"), ("('Production')", "production")):
+        deploy = stages[name].child("stages").children("stage")[0].child("steps").block
+        names = [step.name for step in deploy]
+        assert names[:3] == ["gitopsCheckoutPromotion", "unstash", "script"], names
+        assert f"'{environment}'" in deploy[0].header
 
 
 def test_failed_staging_and_production_roll_back():

@@ -1,6 +1,9 @@
 // The whole CI/CD pipeline of an event service, as one declarative pipeline.
 // Same stages, same make targets, same order as the GitHub Actions workflows in pipelines/github/workflows/.
 // Every stage's work is a make target of the project; this file only orders them and hands out credentials.
+// One artifact from build to production: the wheel built and tested here is stashed (and archived), and every
+// deploy stage unstashes exactly it. GitOps by a branch for review: a promotion is a commit on promote/<env>/<version>
+// that a person merges into main (its pull request), and the deploy waits for that merge and applies what main says.
 //
 // Usage, a whole Jenkinsfile:  @Library('event-service-pipeline') _
 //                              eventServicePipeline(stagingUrl: 'https://staging.example.com')
@@ -9,14 +12,14 @@ def call(Map overrides = [:]) {
     Map settings = pipelineSettings(overrides)
 
     pipeline {
-        // Each stage takes an executor only while it works, so waiting for the production approval holds none.
+        // Each stage takes an executor only while it works, so waiting for a review or an approval holds none.
         agent none
 
         options {
             timestamps()
             buildDiscarder(logRotator(numToKeepStr: '30'))
-            // Outlasts the production approval's own timeout (approvalTimeoutHours), so that one fires first.
-            timeout(time: 2, unit: 'DAYS')
+            // Outlasts both reviews' own timeouts (approvalTimeoutHours each), so those fire first.
+            timeout(time: 3, unit: 'DAYS')
         }
 
         triggers {
@@ -60,6 +63,12 @@ def call(Map overrides = [:]) {
                             }
                         }
                     }
+                    stage('Template') {
+                        agent { label settings.agentLabel }
+                        steps {
+                            templateCheck()
+                        }
+                    }
                 }
             }
 
@@ -75,8 +84,11 @@ def call(Map overrides = [:]) {
                     stage('Wheel and image') {
                         steps {
                             makeTarget('install')
-                            makeTarget('build')
-                            archiveArtifacts artifacts: 'dist/*', fingerprint: true
+                            makeTarget('build', [VERSION: serviceVersion()])
+                            // Archived for the drift check of later builds (copied back by build number), stashed
+                            // for this build's deploy stages, which run on other agents.
+                            archiveArtifacts artifacts: 'dist/*.whl', fingerprint: true
+                            stash name: 'wheel', includes: 'dist/*.whl'
                             makeTarget('image', [VERSION: serviceVersion()])
                         }
                     }
@@ -88,6 +100,39 @@ def call(Map overrides = [:]) {
                             }
                         }
                     }
+                }
+            }
+
+            stage('Promote staging') {
+                when {
+                    beforeAgent true
+                    branch settings.defaultBranch
+                    not { triggeredBy 'TimerTrigger' }
+                    not { changelog '.*\\[skip ci\\].*' }
+                }
+                agent { label settings.agentLabel }
+                steps {
+                    makeTarget('promote', [ENV: 'staging', VERSION: serviceVersion()])
+                    gitopsRecordPromotion('staging', settings)
+                }
+            }
+
+            stage('Review staging') {
+                when {
+                    beforeInput true
+                    branch settings.defaultBranch
+                    not { triggeredBy 'TimerTrigger' }
+                    not { changelog '.*\\[skip ci\\].*' }
+                }
+                options {
+                    timeout(time: settings.approvalTimeoutHours, unit: 'HOURS')
+                }
+                input {
+                    message "Merge the pull request of promote/staging/${env.SERVICE_VERSION}, then continue"
+                    ok 'Merged: deploy staging'
+                }
+                steps {
+                    echo "staging: the promotion of ${env.SERVICE_VERSION} is merged"
                 }
             }
 
@@ -105,9 +150,9 @@ def call(Map overrides = [:]) {
                 stages {
                     stage('Deploy staging') {
                         steps {
-                            makeTarget('install')
-                            makeTarget('promote', [ENV: 'staging', VERSION: serviceVersion()])
-                            gitopsRecordPromotion('staging', settings)
+                            // What main says now, which must be this build's promotion; then this build's wheel.
+                            gitopsCheckoutPromotion('staging', settings)
+                            unstash 'wheel'
                             script { env.DEPLOY_STARTED = 'staging' }
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'staging'])
@@ -123,7 +168,14 @@ def call(Map overrides = [:]) {
                     }
                     stage('Load gate') {
                         steps {
-                            makeTarget('loadtest', [HOST: settings.stagingUrl])
+                            // ENV: the gate reads /metrics of every host of staging's inventory (the vault is
+                            // part of it), not the balancer's
+                            withDeployCredentials(settings) {
+                                withCredentials([string(credentialsId: settings.loadtestTokenCredentialsId,
+                                                        variable: 'LOADTEST_AUTH_TOKEN')]) {
+                                    makeTarget('loadtest', [HOST: settings.stagingUrl, ENV: 'staging'])
+                                }
+                            }
                         }
                     }
                 }
@@ -139,11 +191,25 @@ def call(Map overrides = [:]) {
                                 withDeployCredentials(settings) {
                                     makeTarget('rollback', [ENV: 'staging'])
                                 }
+                                gitopsRevertPromotion('staging', settings)
                             }
                         }
-                        gitopsRevertPromotion('staging', settings)
-                        error('staging failed: a started deploy was rolled back, a pushed promotion reverted')
+                        error('staging failed: a started deploy was rolled back and its revert pushed for review')
                     }
+                }
+            }
+
+            stage('Promote production') {
+                when {
+                    beforeAgent true
+                    branch settings.defaultBranch
+                    not { triggeredBy 'TimerTrigger' }
+                    not { changelog '.*\\[skip ci\\].*' }
+                }
+                agent { label settings.agentLabel }
+                steps {
+                    makeTarget('promote', [ENV: 'production', VERSION: serviceVersion()])
+                    gitopsRecordPromotion('production', settings)
                 }
             }
 
@@ -158,13 +224,13 @@ def call(Map overrides = [:]) {
                     timeout(time: settings.approvalTimeoutHours, unit: 'HOURS')
                 }
                 input {
-                    message 'Deploy this version to production?'
-                    ok 'Deploy to production'
+                    message "Merge the pull request of promote/production/${env.SERVICE_VERSION}, then continue"
+                    ok 'Merged: deploy to production'
                     submitter settings.approvers
                     submitterParameter 'APPROVER'
                 }
                 steps {
-                    echo "Production deploy approved by ${APPROVER}"
+                    echo "production: the promotion of ${env.SERVICE_VERSION} is merged (approved by ${APPROVER})"
                 }
             }
 
@@ -182,9 +248,9 @@ def call(Map overrides = [:]) {
                 stages {
                     stage('Deploy production') {
                         steps {
-                            makeTarget('install')
-                            makeTarget('promote', [ENV: 'production', VERSION: serviceVersion()])
-                            gitopsRecordPromotion('production', settings)
+                            // What main says now, which must be this build's promotion; then this build's wheel.
+                            gitopsCheckoutPromotion('production', settings)
+                            unstash 'wheel'
                             script { env.DEPLOY_STARTED = 'production' }
                             withDeployCredentials(settings) {
                                 makeTarget('deploy', [ENV: 'production'])
@@ -208,10 +274,10 @@ def call(Map overrides = [:]) {
                                 withDeployCredentials(settings) {
                                     makeTarget('rollback', [ENV: 'production'])
                                 }
+                                gitopsRevertPromotion('production', settings)
                             }
                         }
-                        gitopsRevertPromotion('production', settings)
-                        error('production failed: a started deploy was rolled back, a pushed promotion reverted')
+                        error('production failed: a started deploy was rolled back and its revert pushed for review')
                     }
                 }
             }
@@ -225,7 +291,8 @@ def call(Map overrides = [:]) {
                     stage('Drift staging') {
                         agent { label settings.agentLabel }
                         steps {
-                            makeTarget('install')
+                            // The deploy playbook's --check needs the release's wheel: the one its build archived.
+                            releaseWheel('staging')
                             withDeployCredentials(settings) {
                                 makeTarget('drift', [ENV: 'staging'])
                             }
@@ -234,7 +301,7 @@ def call(Map overrides = [:]) {
                     stage('Drift production') {
                         agent { label settings.agentLabel }
                         steps {
-                            makeTarget('install')
+                            releaseWheel('production')
                             withDeployCredentials(settings) {
                                 makeTarget('drift', [ENV: 'production'])
                             }

@@ -10,11 +10,13 @@ Map call(Map overrides = [:]) {
         registryCredentialsId: 'container-registry',     // username + password (or token) of the registry
         sshCredentialsId: 'ansible-ssh-key',             // SSH private key Ansible logs in to the hosts with
         vaultCredentialsId: 'ansible-vault-password',    // secret file: the Ansible vault password
-        gitCredentialsId: 'git-push',                    // username + token allowed to push the promotion commit
+        gitCredentialsId: 'git-push',                    // username + token: fetch main, push promote/* branches
+        loadtestTokenCredentialsId: 'loadtest-auth-token', // secret text: a token staging accepts, for the load gate
         // URL of staging; the load gate targets it. Empty: `make loadtest` refuses, and main's build fails loudly.
         stagingUrl: '',
         // Users or groups allowed to approve the production deploy (comma-separated); empty = anyone with Build.
         approvers: '',
+        // How long each review (staging, production) waits for its promotion to be merged.
         approvalTimeoutHours: 24,
         // Lockable Resources names: one deploy per environment at a time.
         lockPrefix: 'event-service-deploy',
