@@ -12,6 +12,7 @@ import msgspec
 
 from .__about__ import __version__ as runtime_version
 from .auth import RequestAuth
+from .bus.base import DiskReserveReached, StoreUnavailable
 from .cloudevents import (
     BATCH,
     STRUCTURED,
@@ -24,6 +25,7 @@ from .cloudevents import (
 )
 from .logs import get_logger
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .redaction import configured_secrets, redact
 from .service import Service
 
 Scope = MutableMapping[str, Any]
@@ -33,6 +35,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 _JSON = [(b"content-type", b"application/json")]
+STORE_RETRY_AFTER_SECONDS = 1  # what a 503 for a failing store (or its disk reserve) asks the sender to wait
 
 
 class IngressApp:
@@ -47,6 +50,7 @@ class IngressApp:
         self._max_body = settings.max_body_bytes
         self._max_batch = settings.max_batch_events
         self._max_wait = settings.max_wait_seconds
+        self._secrets = configured_secrets(settings)
         if not self._auth.tokens and self._auth.signatures is None:
             log.warning("auth_disabled", detail="SERVICE_AUTH_TOKENS is empty: anyone can post events")
 
@@ -108,7 +112,7 @@ class IngressApp:
             self._auth.verify_signature(headers, body)  # before anything of the body is parsed
             events, bodies = self._parse(media_type, headers, body)
             service.metrics.received.inc(len(events))
-            outcome = await service.accept(events, bodies, self._wait_seconds(headers.get("prefer")))
+            outcome = await service.accept(events, bodies, self._wait_seconds(headers.get("prefer")), bounded=True)
             counts = {"accepted": outcome.accepted, "duplicates": outcome.duplicates}
             if outcome.outcomes is None:
                 status, answer = 202, _encode(counts)
@@ -123,7 +127,14 @@ class IngressApp:
             service.metrics.reject(rejection.reason)
             await _respond(send, rejection.status, rejection.body, _encoded(rejection.headers))
             return
-        except Exception:  # a bug or a failing store, never client input (tests/api/test_fuzzed_requests.py)
+        except StoreUnavailable as failure:  # nothing was stored; the service logged it (with its traceback)
+            # the store's own error is for the log and /readyz; the reserve's figures help the sender
+            cause = str(failure) if isinstance(failure, DiskReserveReached) else "the store cannot take events now"
+            detail = redact(f"{cause}; nothing was stored: retry later", self._secrets)
+            refusal = {"error": failure.code, "detail": detail, "retry_after_seconds": STORE_RETRY_AFTER_SECONDS}
+            await _respond(send, 503, refusal, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
+            return
+        except Exception:  # a bug, never client input (tests/api/test_fuzzed_requests.py)
             log.exception("post_events_failed")
             await _respond(send, 500, {"error": "internal_error", "detail": "the service failed; the error is logged"})
             return

@@ -1,11 +1,19 @@
-"""Structured JSON logs, one object a line; stdlib loggers (uvicorn) are routed through the same renderer."""
+"""Structured JSON logs, one object a line; stdlib loggers (uvicorn) are routed through the same renderer.
+
+Every record, structlog's and the stdlib's, goes out through one LineSink: one write of the line and its newline,
+under one lock. Two records shared a line when structlog's PrintLogger (`print`: the text, then the newline, two
+writes, under structlog's lock) and logging's StreamHandler (under the handler's own lock) wrote from two threads
+at once (the loop and the WAL checkpoint or a sync handler's thread): the other record landed between a text and
+its newline.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict
@@ -41,11 +49,52 @@ class SecretScrubber:
         return redact(repr(value), self._secrets)  # what JSONRenderer would have written
 
 
+class LineSink:
+    """Writes whole lines to a stream: the text and its newline in one write, flushed, under one lock."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write_line(self, text: str) -> None:
+        line = text + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+class LineLogger:
+    """structlog's logger: every level method writes the rendered record as one line to the sink."""
+
+    def __init__(self, sink: LineSink) -> None:
+        self._sink = sink
+
+    def msg(self, message: str) -> None:
+        self._sink.write_line(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
+class LineHandler(logging.Handler):
+    """The stdlib's handler, writing each formatted record to the same sink as structlog."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._sink.write_line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never raise into the code that logs
+            self.handleError(record)
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Log JSON to stderr at `level`, with `secrets` (redaction.configured_secrets) scrubbed from every line; call
     once at process start."""
     numeric_level = logging.getLevelName(level)
     scrub = SecretScrubber(secrets)
+    sink = LineSink(sys.stderr)
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,
@@ -54,10 +103,10 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: LineLogger(sink),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sink)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

@@ -8,11 +8,13 @@ SERVICE_SHUTDOWN_TIMEOUT_SECONDS; unfinished deliveries are released and handled
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import math
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -38,6 +40,14 @@ class _DrainingServer(uvicorn.Server):
         timer = threading.Timer(self._service.settings.shutdown_drain_seconds, super().handle_exit, (sig, frame))
         timer.daemon = True
         timer.start()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn raises the signal that stopped it again once it has shut down, so a graceful stop ended with
+        -15 (killed by SIGTERM): a stop this process completed is a clean exit, status 0."""
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)  # it exits the process if the service or the socket fails

@@ -13,18 +13,21 @@ import msgspec
 
 from .backlog import Backlog
 from .bus import EventBus, NewEvent, open_bus
+from .bus.base import DiskReserveReached, StoreUnavailable
 from .cloudevents import CloudEvent, EventRejected, RejectionReason
+from .disk_reserve import DiskReserve
 from .logs import get_logger
 from .metrics import Metrics
 from .redaction import configured_secrets, redact
 from .registry import HandlerRegistry, NonRetryableError, Publisher
 from .retry import RetryPolicy
 from .settings import Settings
+from .store_health import StoreHealth
 from .worker import HandlerOutcome, Workers
 
 log = get_logger(__name__)
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$")
-RETRY_AFTER_SECONDS = 1  # what a refusal over SERVICE_MAX_PENDING asks the sender to wait
+RETRY_AFTER_SECONDS = 1  # what a refusal over SERVICE_MAX_PENDING, or while draining, asks the sender to wait
 # Follow-up ids are name-based UUIDs (v5) in this namespace, the runtime's own: changing it would give the follow-ups
 # of a delivery retried across an upgrade new ids, and dedup would no longer recognise them.
 FOLLOW_UP_NAMESPACE = uuid.UUID("bacfa98b-bd52-46ea-bca4-4eabe4d07947")
@@ -56,6 +59,8 @@ class Service:
         self.version = version  # the service's own release; /healthz and /readyz show it beside the runtime's
         self.metrics = Metrics((s.handler_name, s.event_type) for s in registry.subscriptions())
         self.bus = bus or open_bus(settings)
+        self.store_health = StoreHealth()
+        self.disk_reserve = DiskReserve(getattr(self.bus, "store_path", None), settings.min_free_bytes)
         self.workers = Workers(
             self.bus,
             registry,
@@ -65,6 +70,7 @@ class Service:
             concurrency=settings.worker_concurrency,
             handler_timeout=settings.handler_timeout_seconds,
             poll_seconds=settings.poll_seconds,
+            health=self.store_health,
         )
         self.backlog = Backlog(self.bus, settings.max_pending)
         self.draining = False
@@ -108,31 +114,52 @@ class Service:
             return False, "starting"
         if self._run_workers and not self.workers.running:
             return False, "workers stopped"
+        if self.disk_reserve.low:
+            return False, self._disk_detail()
         try:
+            # the bus's ping writes: a store that reads but cannot write is not ready
             await asyncio.wait_for(self.bus.ping(), 2.0)
         except Exception as error:  # noqa: BLE001 - any store failure means not ready
             # a store's error may quote its URL, password and all
             detail = f"store unreachable: {type(error).__name__}: {error}"
             return False, redact(detail, configured_secrets(self.settings))
+        problem = self.store_health.problem  # a write of the service's own failed since the last one that landed
+        if problem is not None:
+            return False, redact(f"store writes failing: {problem}", configured_secrets(self.settings))
         return True, "ready"
+
+    def _disk_detail(self) -> str:
+        return (
+            f"{self.disk_reserve.free_bytes} bytes free on the store's filesystem, under SERVICE_MIN_FREE_BYTES "
+            f"({self.disk_reserve.min_free_bytes}): new events are refused so accepted ones can complete"
+        )
 
     def admit(self) -> None:
         """Whether this process takes a request now; ingress asks before reading the body, so refusing costs next to
         nothing. Raises EventRejected (503) while draining or while more deliveries are pending than
-        SERVICE_MAX_PENDING."""
+        SERVICE_MAX_PENDING, and DiskReserveReached (503 `disk_full`) below SERVICE_MIN_FREE_BYTES."""
         if self.draining:
             raise EventRejected(
-                RejectionReason.DRAINING, "draining", "the service is shutting down; retry on another instance"
-            )
-        if self.backlog.full:
-            raise EventRejected(
-                RejectionReason.BACKLOG_FULL,
-                "backlog_full",
-                f"{self.backlog.pending} deliveries are pending, more than SERVICE_MAX_PENDING "
-                f"({self.backlog.max_pending}); nothing was stored: retry later",
+                RejectionReason.DRAINING,
+                "draining",
+                "the service is shutting down; retry on another instance",
                 headers={"retry-after": str(RETRY_AFTER_SECONDS)},
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             )
+        if self.disk_reserve.low:
+            raise DiskReserveReached(self._disk_detail())
+        if self.backlog.full:
+            raise self._backlog_full()
+
+    def _backlog_full(self) -> EventRejected:
+        return EventRejected(
+            RejectionReason.BACKLOG_FULL,
+            "backlog_full",
+            f"{self.backlog.estimate} deliveries are pending or being stored, SERVICE_MAX_PENDING is "
+            f"{self.backlog.max_pending}; nothing was stored: retry later",
+            headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        )
 
     def prepare(self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None) -> list[NewEvent]:
         """Check every event against the registry; raise EventRejected (422) before anything is stored."""
@@ -162,11 +189,33 @@ class Service:
         return prepared
 
     async def accept(
-        self, events: Sequence[CloudEvent], bodies: Sequence[bytes] | None = None, wait_seconds: float = 0.0
+        self,
+        events: Sequence[CloudEvent],
+        bodies: Sequence[bytes] | None = None,
+        wait_seconds: float = 0.0,
+        *,
+        bounded: bool = False,
     ) -> Accepted:
-        """Validate, de-duplicate and durably store events; optionally wait for their handlers."""
+        """Validate, de-duplicate and durably store events; optionally wait for their handlers.
+
+        `bounded` (ingress): refused with 503 `backlog_full` when the pending deliveries, with what other requests
+        are storing right now, are over SERVICE_MAX_PENDING. A store failure raises
+        StoreUnavailable: nothing was stored."""
         prepared = self.prepare(events, bodies)
-        positions = await self.bus.append(prepared)
+        deliveries = sum(len(new.handlers) for new in prepared)
+        if bounded and self.backlog.full:  # again: others may have been let in while this body was read
+            raise self._backlog_full()
+        with self.backlog.storing(deliveries) as stored_deliveries:
+            try:
+                positions = await self.bus.append(prepared)
+            except Exception as error:
+                self.store_health.failed("append", error)
+                if isinstance(error, StoreUnavailable):
+                    raise
+                raise StoreUnavailable(f"the store failed: {type(error).__name__}: {error}") from error
+            self.store_health.succeeded("append")
+            pairs = zip(positions, prepared, strict=True)
+            stored_deliveries(sum(len(new.handlers) for position, new in pairs if position is not None))
         stored = [(position, new) for position, new in zip(positions, prepared, strict=True) if position is not None]
         accepted, duplicates = len(stored), len(prepared) - len(stored)
         self.metrics.accepted.inc(accepted)

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="backpressure: over this many pending deliveries, new events get 503 and `Retry-After: 1`; "
         "`0` turns it off",
     )
+    # the WAL of a busy store grows by tens of MiB between checkpoints, and completions write to it too
+    min_free_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="SQLite bus: below this much free space on the store's filesystem, new events get 503 "
+        "`disk_full` and `Retry-After` while accepted ones still complete; `0` turns it off",
+    )
     max_attempts: int = Field(default=5, gt=0, description="attempts per delivery before it is dead-lettered")
     retry_base_seconds: float = Field(
         default=0.5, ge=0, description="first retry delay: exponential backoff with full jitter"
@@ -154,6 +161,17 @@ class Settings(BaseSettings):
     # events of one ordering key stay in one partition; see docs/event-bus.md before changing it
     redis_partitions: int = Field(
         default=16, gt=0, le=1024, description="Redis bus: ordering-key partitions; change only with an empty bus"
+    )
+    # renewed every min(1 s, lease / 3): a shorter lease moves a dead process's partitions sooner, but a process
+    # stalled (or cut off from Redis) for longer than it loses its partitions, and its unfinished deliveries run again
+    redis_lease_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Redis bus: a partition's lease; a dead process's partitions are served again within it plus "
+        "a second",
+    )
+    redis_socket_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Redis bus: how long one call may wait for Redis before it fails"
     )
     shutdown_drain_seconds: float = Field(
         default=1.0,

@@ -1,4 +1,10 @@
-"""Workers: take due deliveries from the bus, run the handler, then complete, retry or dead-letter them."""
+"""Workers: take due deliveries from the bus, run the handler, then complete, retry or dead-letter them.
+
+The write that settles a delivery (its completion, retry or dead letter) is tried until it lands, whatever the
+error, with a backoff of at most SETTLE_RETRY_MAX_SECONDS: a delivery whose settling failed once and was given up
+stayed claimed, and every later event of its ordering key waited behind it, while the process ran. At a stop, a
+settle still failing is cut off with the other in-flight work, and the delivery is released (or its lease runs out).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,11 @@ from .logs import get_logger
 from .metrics import Metrics
 from .registry import HandlerContext, HandlerRegistry, NonRetryableError, Publisher, Subscription
 from .retry import RetryPolicy
+from .store_health import StoreHealth
 
 log = get_logger(__name__)
+SETTLE_RETRY_FIRST_SECONDS = 0.05
+SETTLE_RETRY_MAX_SECONDS = 2.0
 
 PublishFactory = Callable[[CloudEvent, str], Publisher]  # (cause, handler name): a publisher for one attempt
 
@@ -58,6 +67,7 @@ class Workers:
         concurrency: int = 64,
         handler_timeout: float = 30.0,
         poll_seconds: float = 0.2,
+        health: StoreHealth | None = None,
     ) -> None:
         self._bus = bus
         self._registry = registry
@@ -68,6 +78,7 @@ class Workers:
         self._deadlines = Deadlines(handler_timeout)
         self._threads: ThreadPoolExecutor | None = None  # for sync handlers, made at the first sync call
         self._poll_seconds = poll_seconds
+        self._health = health or StoreHealth()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._waiters: dict[int, _Waiter] = {}
@@ -142,8 +153,25 @@ class Workers:
     async def _deliver(self, delivery: Delivery) -> None:
         try:
             await self._deliver_once(delivery)
-        except Exception:  # the store failed mid-delivery: the lease runs out, it is redelivered
+        except Exception as error:  # a runtime bug (settles retry their own errors): kept for a person
             log.exception("delivery_interrupted", handler=delivery.handler, position=delivery.position)
+            message = f"the runtime failed to deliver it: {_describe(error)}"
+            await self._settle_write("dead_letter", lambda: self._bus.dead_letter(delivery, message))
+
+    async def _settle_write(self, operation: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Run `write` until it lands: every error kind is retried, with a backoff bounded by
+        SETTLE_RETRY_MAX_SECONDS; readiness fails meanwhile (StoreHealth). Only a stop's cancellation ends it."""
+        delay = SETTLE_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await write()
+            except Exception as error:  # noqa: BLE001 - whatever failed, the delivery must not stay claimed
+                self._health.failed(operation, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SETTLE_RETRY_MAX_SECONDS)
+                continue
+            self._health.succeeded(operation)
+            return
 
     async def _deliver_once(self, delivery: Delivery) -> None:
         event = delivery.event
@@ -163,7 +191,7 @@ class Workers:
             await self._failed(delivery, event, subscription, error)
             return
         series.duration.observe(time.perf_counter() - started)
-        await self._bus.complete(delivery)
+        await self._settle_write("complete", lambda: self._bus.complete(delivery))
         series.processed.inc()
         # no bind() here: on the hot path a filtered-out debug call must cost next to nothing
         log.debug(
@@ -214,11 +242,11 @@ class Workers:
             return
         delay = self._retry.delay(failed_attempts)
         bound.warning("event_retry_scheduled", error=message, retry_in_seconds=round(delay, 3))
-        await self._bus.retry(delivery, message, delay)
+        await self._settle_write("retry", lambda: self._bus.retry(delivery, message, delay))
         self._metrics.series(delivery.handler, event.type).retried.inc()
 
     async def _give_up(self, delivery: Delivery, event: CloudEvent, message: str) -> None:
-        await self._bus.dead_letter(delivery, message)
+        await self._settle_write("dead_letter", lambda: self._bus.dead_letter(delivery, message))
         self._metrics.series(delivery.handler, event.type).dead_lettered.inc()
         self._settle(delivery, HandlerOutcome(event.id, delivery.handler, "dead_lettered", error=message))
 

@@ -221,10 +221,10 @@ async def test_a_failure_of_the_service_itself_is_a_json_500_with_its_traceback_
 ) -> None:
     client, service = api
 
-    async def broken_store(*args: object) -> None:
-        raise RuntimeError("the store is broken")
+    async def broken_service(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the store is broken")  # a bug: a failing store is a 503 (tests/faults)
 
-    monkeypatch.setattr(service.bus, "append", broken_store)
+    monkeypatch.setattr(service, "accept", broken_service)
     with capture_logs() as entries:
         response = await post(client, structured(), STRUCTURED)
 

@@ -40,8 +40,8 @@ async def wait_until(condition: object, timeout: float = 5.0) -> None:
 
 
 async def test_two_consumers_split_the_partitions_between_them(redis_url: str) -> None:
-    first = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, lease_seconds=FAST_LEASE)
-    second = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, lease_seconds=FAST_LEASE)
+    first = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, redis_lease_seconds=FAST_LEASE)
+    second = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, redis_lease_seconds=FAST_LEASE)
     async with first, second:
         await first.service.bus.claim(1)
         assert len(redis_of(first)._owned) == redis_of(first).partitions
@@ -56,7 +56,7 @@ async def test_two_consumers_split_the_partitions_between_them(redis_url: str) -
 
 async def test_what_a_dead_owner_had_claimed_is_taken_over_after_its_lease(redis_url: str) -> None:
     events = EventFactory().many(30, PING, lambda n: {"n": n}, subject_for=lambda n: f"k{n % 6}")
-    crashed = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, lease_seconds=FAST_LEASE)
+    crashed = BusHarness(registry_with(RecordingHandler()), bus_url=redis_url, redis_lease_seconds=FAST_LEASE)
     await crashed.service.start(run_workers=False)
     await crashed.publish(*events)
     assert len(await crashed.service.bus.claim(4)) == 4
@@ -66,7 +66,9 @@ async def test_what_a_dead_owner_had_claimed_is_taken_over_after_its_lease(redis
     await dead._client.aclose()
 
     survivor_handler = RecordingHandler()
-    async with BusHarness(registry_with(survivor_handler), bus_url=redis_url, lease_seconds=FAST_LEASE) as survivor:
+    async with BusHarness(
+        registry_with(survivor_handler), bus_url=redis_url, redis_lease_seconds=FAST_LEASE
+    ) as survivor:
         await survivor.drain(timeout=10)
     by_key: dict[str, list[int]] = {}
     for data, context in survivor_handler.calls:

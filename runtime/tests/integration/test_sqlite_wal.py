@@ -199,31 +199,49 @@ async def test_a_caught_up_wal_is_restarted_only_if_no_commit_came_since_its_rou
 async def test_the_wal_stays_bounded_under_the_stores_own_steady_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The service's own case: every write is a transaction on the loop, which the thread counts."""
-    # What is under test is when the thread RESTARTs, not its priority (a test of its own): at nice 10 on a machine
-    # busy with other work it barely runs, and the WAL then grows like the control's whatever the RESTART rules are.
-    monkeypatch.setattr(loop_store, "CHECKPOINT_NICENESS", 0)
-    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.01)
-    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", 200)
+    """The service's own case: every write is a transaction on the loop, which the thread counts.
 
-    async def largest_wal_writing_through(store: LoopStore, path: Path) -> int:
+    Paced by the thread's rounds, not by the clock: every 10 commits the writer waits for one more checkpoint round,
+    so the thread's share of a busy machine's CPU cannot decide the outcome (a clock-paced version failed at load 4,
+    the thread having run too rarely). What is checked: the thread's rounds keep a real WAL bounded under real
+    commits (with its checkpoints made no-ops the WAL grows like the control's); when it RESTARTs: the tests above.
+    """
+    monkeypatch.setattr(loop_store, "CHECKPOINT_NICENESS", 0)
+    monkeypatch.setattr(loop_store, "CHECKPOINT_EVERY_SECONDS", 0.005)
+    monkeypatch.setattr(loop_store, "RESTART_AFTER_FRAMES", 200)
+    rounds = 0
+    checkpoint = LoopStore._checkpoint
+
+    def counted_checkpoint(connection: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, bool]:
+        nonlocal rounds
+        result = checkpoint(connection, mode)
+        rounds += 1
+        return result
+
+    monkeypatch.setattr(LoopStore, "_checkpoint", staticmethod(counted_checkpoint))
+
+    async def largest_wal_writing_through(store: LoopStore, path: Path, *, paced: bool) -> int:
         store.start()
         try:
             await store.call(lambda c: c.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY, body BLOB)"))
             largest = 0
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
+            for commit in range(1, 1001):
                 await store.call(lambda c: c.executemany("INSERT INTO rows (body) VALUES (?)", [(ROW,)] * 20))
                 largest = max(largest, (path.parent / f"{path.name}-wal").stat().st_size)
-                await asyncio.sleep(0.001)
+                if paced and commit % 10 == 0:
+                    seen, deadline = rounds, time.monotonic() + 10.0
+                    while rounds == seen:
+                        assert time.monotonic() < deadline, "the checkpoint thread ran no round in 10 s"
+                        await asyncio.sleep(0.001)
             return largest
         finally:
             await store.stop()
 
     control = tmp_path / "control.db"
-    without_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(control)), control)
+    without_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(control)), control, paced=False)
     path = tmp_path / "events.db"
-    with_thread = await largest_wal_writing_through(LoopStore(lambda: connect_to(path), lambda: connect_to(path)), path)
+    store = LoopStore(lambda: connect_to(path), lambda: connect_to(path))
+    with_thread = await largest_wal_writing_through(store, path, paced=True)
     assert_bounded(with_thread, without_thread)
 
 

@@ -13,6 +13,28 @@ import msgspec
 from ..cloudevents import CloudEvent, decode_stored
 
 
+class StoreUnavailable(Exception):
+    """The store cannot take or hand out events right now (unreachable, hung, refusing writes, disk full, gone).
+
+    Every backend raises this, with the cause chained, for a failure the client should retry: ingress answers 503
+    `store_unavailable` with `Retry-After`, and nothing was stored. `code` is the answer's `error`.
+    """
+
+    code = "store_unavailable"
+
+
+class DiskReserveReached(StoreUnavailable):
+    """Free space on the store's filesystem is below SERVICE_MIN_FREE_BYTES: new events are refused (nothing was
+    stored) so that the events already accepted can still be handled, whose completions need a little space too."""
+
+    code = "disk_full"
+
+
+class StoreGone(StoreUnavailable):
+    """The store file was deleted or replaced under the running process: intake stops rather than fill a file
+    nobody will open again, or a new empty one that forgot every id."""
+
+
 class NewEvent(msgspec.Struct, frozen=True):
     """An accepted event on its way into the store, with the handlers that must each see it once.
 

@@ -3,8 +3,13 @@
 Events go to one of N partition streams by a hash of their ordering key. Each handler reads every partition
 through its own consumer group. A partition is owned by one process at a time (a lease in Redis, renewed while
 the process lives): only the owner reads it, so the events of one key reach each handler in order even while
-processes come and go. When an owner dies its lease lapses, another process takes the partition over and claims
-(XAUTOCLAIM) what the dead one had read but not finished. docs/event-bus.md has the whole design.
+processes come and go. When an owner dies its lease lapses (SERVICE_REDIS_LEASE_SECONDS), another process takes
+the partition over and claims (XAUTOCLAIM) what the dead one had read but not finished; the scripts fence the
+lapsed owner (redis_scripts.py), so its late acknowledgements do not land. docs/event-bus.md has the whole design.
+
+Store failures: no call is retried inside the client (a re-sent read would take new entries while the lost one's
+stay pending unseen); every failure surfaces. A read that may have been lost moves this process's read epoch on and
+takes back what its pending list holds that no lane knows (`_resync_reads`), before anything newer is read.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as redis_asyncio
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 from ..logs import get_logger
 from ..settings import Settings
 from . import redis_scripts as scripts
-from .base import DeadLetter, Delivery, NewEvent, WorkSignal
+from .base import DeadLetter, Delivery, NewEvent, StoreUnavailable, WorkSignal
 from .redis_batching import Batcher
 from .redis_lanes import Entry, Lane, RedisDelivery, stream_order
 
@@ -40,6 +45,14 @@ READ_BATCH = 256  # entries read per partition and handler at a time; also the m
 READ_EVERY_SECONDS = 0.05  # while enough is buffered, read new entries at most this often
 TRIM_EVERY_SECONDS = 5.0
 PAGE = 1000
+# what a failing Redis raises: unreachable or hung (connection errors, socket timeouts) or refusing (error replies
+# such as -OOM, -NOREPLICAS, -READONLY, -MISCONF, -LOADING)
+STORE_ERRORS = (RedisError, OSError, TimeoutError)
+# an acknowledgement, retry or dead letter that has failed this long is given up: the delivery is released and
+# delivered again (from this process's pending list, or by the partition's next owner), so no key stays blocked
+SETTLE_GIVE_UP_SECONDS = 30.0
+READER_TTL_MS = 24 * 3600 * 1000  # a read epoch outlives any pause; if it lapses, the next read resyncs
+HEALTH_TTL_MS = 10_000
 
 
 class RedisBus:
@@ -51,29 +64,46 @@ class RedisBus:
         *,
         prefix: str,
         partitions: int = 16,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = 3.0,
         dedup_retention_seconds: float = 7 * 24 * 3600,
+        socket_timeout: float = 5.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.partitions = partitions
+        self._lease_seconds = lease_seconds
         self._lease_ms = max(1, int(lease_seconds * 1000))
         self._tick_seconds = min(1.0, lease_seconds / 3)
         self._retention_ms = max(1, int(dedup_retention_seconds * 1000))
         self._owner = uuid.uuid4().hex
-        # socket timeouts bound every call, so a Redis outage turns into errors (and /readyz 503), never a hang
-        self._client = redis_asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        # socket timeouts bound every call, so a Redis outage turns into errors (and /readyz 503), never a hang;
+        # no retries inside the client: see the module docstring
+        self._client = redis_asyncio.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=min(2.0, socket_timeout),
+            retry=Retry(NoBackoff(), 0),
+        )
         self._append_script = self._client.register_script(scripts.APPEND)
         self._ack_script = self._client.register_script(scripts.ACK)
         self._dead_letter_script = self._client.register_script(scripts.DEAD_LETTER)
+        self._retry_script = self._client.register_script(scripts.RETRY)
+        self._read_script = self._client.register_script(scripts.READ)
+        self._fence_reads_script = self._client.register_script(scripts.FENCE_READS)
         self._replay_script = self._client.register_script(scripts.REPLAY)
         self._renew_script = self._client.register_script(scripts.RENEW)
         self._release_script = self._client.register_script(scripts.RELEASE)
         self._appends: Batcher[NewEvent, int] = Batcher(self._flush_appends, max_items=500)
-        self._acks: Batcher[AckItem, None] = Batcher(self._flush_acks, max_items=2000)
+        self._acks: Batcher[AckItem, int] = Batcher(self._flush_acks, max_items=2000)
         self._handlers: set[str] = set()
         self._owned: set[int] = set()
         self._releasing: set[int] = set()
+        # per owned partition, until when (monotonic) its lease is surely still ours: counted from before the call
+        # that set or renewed it; past that nothing of it is handed out, whatever Redis says later
+        self._valid_until: dict[int, float] = {}
+        self._read_epoch = 0
+        self._resync = True  # the first claim sets the read epoch
+        self._failing_since: dict[tuple[int, str, str], float] = {}
         self._lanes: dict[LaneId, Lane] = {}
         self._in_flight: dict[tuple[int, str, str], Entry] = {}
         self._consuming = False
@@ -90,8 +120,9 @@ class RedisBus:
             settings.bus_url,
             prefix=settings.redis_key_prefix,
             partitions=settings.redis_partitions,
-            lease_seconds=settings.lease_seconds,
+            lease_seconds=settings.redis_lease_seconds,
             dedup_retention_seconds=settings.dedup_retention_seconds,
+            socket_timeout=settings.redis_socket_timeout_seconds,
         )
 
     def _key(self, *parts: object) -> str:
@@ -115,6 +146,7 @@ class RedisBus:
                 if self._owned:
                     await self._release_script(keys=[self._key("lease", p) for p in self._owned], args=[self._owner])
                 await self._client.zrem(self._key("consumers"), self._owner)
+                await self._client.delete(self._key("reader", self._owner))
         except Exception:  # noqa: BLE001 - closing must not fail; unreleased leases lapse on their own
             log.warning("redis_release_failed", detail="leases lapse on their own after SERVICE_LEASE_SECONDS")
         finally:
@@ -143,7 +175,10 @@ class RedisBus:
     async def append(self, events: Sequence[NewEvent]) -> list[int | None]:
         if not events:
             return []
-        positions = await self._appends.submit(list(events))
+        try:
+            positions = await self._appends.submit(list(events))
+        except STORE_ERRORS as error:  # nothing of this request counts as stored: the client retries (dedup)
+            raise StoreUnavailable(f"Redis did not take the events: {_describe(error)}") from error
         if any(positions):
             self._handlers.update(handler for new in events for handler in new.handlers)
             self._work.wake()
@@ -175,10 +210,20 @@ class RedisBus:
     async def claim(self, limit: int) -> list[Delivery]:
         if not self._consuming:
             await self._start_consuming()
+        if self._resync:
+            await self._resync_reads()
         await self._adopt_missing_lanes()
-        await self._read_new()
-        now = time.time()
-        lanes = [lane for (partition, _), lane in self._lanes.items() if partition not in self._releasing]
+        try:
+            await self._read_new()
+        except STORE_ERRORS:
+            self._resync = True  # the read may have run without its reply reaching us: look before reading on
+            raise
+        now, valid_from = time.time(), time.monotonic()
+        lanes = [
+            lane
+            for (partition, _), lane in self._lanes.items()
+            if partition not in self._releasing and self._valid_until.get(partition, 0.0) > valid_from
+        ]
         self._rotation = (self._rotation + 1) % max(len(lanes), 1)
         deliveries: list[Delivery] = []
         for lane in lanes[self._rotation :] + lanes[: self._rotation]:  # no lane starves the others
@@ -200,22 +245,28 @@ class RedisBus:
 
     async def complete(self, delivery: Delivery) -> None:
         located = _located(delivery)
-        await self._until_done(lambda: self._acks.submit([(located.partition, located.handler, located.entry_id, 1)]))
+        item = (located.partition, located.handler, located.entry_id, 1)
+        outcome = await self._settled(located, "ack", lambda: self._acks.submit([item]))
+        if outcome is None:
+            self._requeue(located, delivery.attempts, time.time())
+            return
+        if outcome == [-1]:
+            self._fenced(located, "ack")
         self._forget(located)
         self._work.wake()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
         located = _located(delivery)
         attempts, due_at = delivery.attempts + 1, time.time() + delay_seconds
-        field = f"{located.partition}/{located.entry_id}"
+        state = f"{attempts}|{due_at}"
+        arguments: list[Any] = [self.prefix, self._owner, located.partition, located.handler, located.entry_id, state]
         # kept in Redis so that a process taking the partition over continues the count and the backoff
-        await self._until_done(
-            lambda: self._client.hset(self._key("retries", located.handler), field, f"{attempts}|{due_at}")
-        )
-        self._in_flight.pop((located.partition, located.handler, located.entry_id), None)
-        lane = self._lanes.get((located.partition, located.handler))
-        if lane is not None:
-            lane.reschedule(located.entry_id, attempts, due_at)
+        outcome = await self._settled(located, "retry", lambda: self._retry_script(args=arguments))
+        if outcome is not None and int(outcome) == -1:  # the partition's new owner has it
+            self._fenced(located, "retry")
+            self._forget(located)
+            return
+        self._requeue(located, attempts, due_at)
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
         located = _located(delivery)
@@ -226,8 +277,13 @@ class RedisBus:
             "source", event.source, "type", event.type, "attempts", delivery.attempts + 1, "error", error,
             "failed_at", repr(time.time()), "body", delivery.body,
         ]  # fmt: skip
-        arguments = [self.prefix, located.partition, located.handler, located.entry_id, *fields]
-        await self._until_done(lambda: self._dead_letter_script(args=arguments))
+        arguments = [self.prefix, self._owner, located.partition, located.handler, located.entry_id, *fields]
+        outcome = await self._settled(located, "dead_letter", lambda: self._dead_letter_script(args=arguments))
+        if outcome is None:
+            self._requeue(located, delivery.attempts, time.time())
+            return
+        if int(outcome) == -1:
+            self._fenced(located, "dead_letter")
         self._forget(located)
         self._work.wake()
 
@@ -257,7 +313,11 @@ class RedisBus:
         return max(0, int(await self._client.get(self._key("owed")) or 0))
 
     async def ping(self) -> None:
-        await self._client.ping()
+        """A write, not PING: Redis answers PING while it refuses every write (-NOREPLICAS, -OOM, -READONLY)."""
+        try:
+            await self._client.set(self._key("health"), self._owner, px=HEALTH_TTL_MS)
+        except STORE_ERRORS as error:
+            raise StoreUnavailable(f"Redis does not take a write: {_describe(error)}") from error
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._work.wait(timeout)
@@ -320,33 +380,34 @@ class RedisBus:
         if buffered >= READ_BATCH and now - self._last_read < READ_EVERY_SECONDS:
             return
         self._last_read = now
-        wanted: dict[str, dict[str, str]] = {}
+        wanted: dict[str, list[int]] = {}
         for (partition, handler), lane in self._lanes.items():
             if partition not in self._releasing and lane.waiting < READ_BATCH:
-                wanted.setdefault(handler, {})[self._key("stream", partition)] = ">"
+                wanted.setdefault(handler, []).append(partition)
         if not wanted:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for handler, streams in wanted.items():
-                pipe.xreadgroup(handler, self._owner, streams, count=READ_BATCH)  # type: ignore[arg-type]
-            replies = await pipe.execute(raise_on_error=False)
+        lanes = [(handler, partition) for handler, partitions in wanted.items() for partition in partitions]
+        arguments: list[Any] = [self.prefix, self._owner, self._read_epoch, READ_BATCH]
+        for handler, partition in lanes:
+            arguments += [handler, partition]
+        reply = await self._read_script(args=arguments)
+        if int(reply[0]) == -1:  # the epoch moved on (or lapsed): resync before reading again
+            self._resync = True
+            return
         skips: list[AckItem] = []
-        for handler, reply in zip(wanted, replies, strict=True):
-            if isinstance(reply, ResponseError):
-                if "NOGROUP" not in str(reply):
-                    raise reply
-                for partition in self._owned:
-                    await self._create_group(partition, handler)
+        for at, (handler, partition) in enumerate(lanes):
+            status, rows = int(reply[1 + 2 * at]), reply[2 + 2 * at]
+            if status == -2:
+                await self._create_group(partition, handler)
                 continue
-            for stream, rows in reply or []:
-                partition = int(_text(stream).rsplit(":", 1)[1])
-                target = self._lanes.get((partition, handler))
-                for entry_id, fields in _rows(rows):
-                    entry = self._entry_from(entry_id, fields, handler)
-                    if entry is None or target is None:
-                        skips.append((partition, handler, entry_id, 0 if entry is None else 1))
-                        continue
-                    target.add(entry)
+            target = self._lanes.get((partition, handler))
+            for raw_id, flat in rows:
+                entry_id = _text(raw_id)
+                entry = self._entry_from(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)), handler)
+                if entry is None or target is None:
+                    skips.append((partition, handler, entry_id, 0 if entry is None else 1))
+                    continue
+                target.add(entry)
         if skips:
             # entries of other types are acknowledged at once; an entry read into a dropped lane is left
             # pending for whoever owns the partition now
@@ -365,12 +426,19 @@ class RedisBus:
             await self._client.xgroup_create(self._key("stream", partition), handler, id="0", mkstream=True)
         await self._client.sadd(self._key("handlers"), handler)
 
-    async def _flush_acks(self, items: list[AckItem]) -> list[None]:
-        arguments: list[Any] = [self.prefix]
+    async def _flush_acks(self, items: list[AckItem]) -> list[int]:
+        arguments: list[Any] = [self.prefix, self._owner]
         for item in items:
             arguments += item
-        await self._ack_script(args=arguments)
-        return [None] * len(items)
+        return [int(result) for result in await self._ack_script(args=arguments)]
+
+    def _requeue(self, located: RedisDelivery, attempts: int, due_at: float) -> None:
+        """Back into its lane, in its place (its key stays held): handed out again from `due_at` on."""
+        self._in_flight.pop((located.partition, located.handler, located.entry_id), None)
+        lane = self._lanes.get((located.partition, located.handler))
+        if lane is not None:
+            lane.reschedule(located.entry_id, attempts, due_at)
+        self._work.wake()
 
     def _forget(self, located: RedisDelivery) -> None:
         self._in_flight.pop((located.partition, located.handler, located.entry_id), None)
@@ -378,18 +446,53 @@ class RedisBus:
         if lane is not None:
             lane.finish(located.entry_id)
 
-    async def _until_done(self, call: Callable[[], Awaitable[ResultT]]) -> ResultT:
-        """Retry a write that must land (an ack, a retry, a dead letter) through a Redis outage."""
-        pause = 0.05
-        while True:
-            try:
-                return await call()
-            except (OSError, TimeoutError, RedisConnectionError, RedisTimeoutError):
-                if self._closing:
-                    raise
-                log.warning("redis_write_retrying", retry_in_seconds=pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+    async def _settled(
+        self, located: RedisDelivery, operation: str, write: Callable[[], Awaitable[ResultT]]
+    ) -> ResultT | None:
+        """One try of a write that settles a delivery (an ack, a retry, a dead letter). A failure raises
+        StoreUnavailable and the worker tries again (worker.py: every error kind, with a backoff), until the write
+        lands or it has failed for SETTLE_GIVE_UP_SECONDS: then the delivery is released (None) and the caller puts
+        it back in its lane, so it is delivered again rather than staying "running" forever with its key held (a
+        lane dropped meanwhile leaves it to the partition's next owner, which finds it pending)."""
+        key = (located.partition, located.handler, located.entry_id)
+        try:
+            result = await write()
+        except STORE_ERRORS as error:
+            failing_since = self._failing_since.setdefault(key, time.monotonic())
+            if time.monotonic() - failing_since < SETTLE_GIVE_UP_SECONDS:
+                raise StoreUnavailable(f"Redis did not take the {operation}: {_describe(error)}") from error
+            log.error(
+                "redis_delivery_released",
+                operation=operation,
+                handler=located.handler,
+                position=located.position,
+                failing_seconds=SETTLE_GIVE_UP_SECONDS,
+                error=_describe(error),
+            )
+            self._failing_since.pop(key, None)
+            return None
+        self._failing_since.pop(key, None)
+        return result
+
+    def _fenced(self, located: RedisDelivery, operation: str) -> None:
+        """Another process holds the partition now: it has the entry (XAUTOCLAIM) and delivers it again."""
+        log.warning("redis_settle_fenced", operation=operation, partition=located.partition, handler=located.handler)
+        self._valid_until.pop(located.partition, None)  # hand out nothing more of it; the next tick drops it
+
+    async def _resync_reads(self) -> None:
+        """Move the read epoch on, then take into the lanes every entry this process has pending that no lane
+        knows: what a read took whose reply was lost (Redis killed after it wrote the read to its AOF, or hung past
+        the socket timeout and running the queued read on resume). Any read sent before the epoch moved either ran
+        before it (its entries are found here) or finds the epoch changed and takes nothing. The lanes keep stream
+        order, so nothing found here runs behind a later event of its key."""
+        epoch = self._read_epoch + 1
+        await self._fence_reads_script(keys=[self._key("reader", self._owner)], args=[epoch, READER_TTL_MS])
+        self._read_epoch = epoch
+        for lane_id, lane in list(self._lanes.items()):
+            if self._lanes.get(lane_id) is lane:
+                await self._claim_pending(lane)
+        self._resync = False
+        log.info("redis_reads_resynced", epoch=epoch)
 
     # partitions: leases, rebalancing, trimming
 
@@ -409,6 +512,7 @@ class RedisBus:
 
     async def _tick(self) -> None:
         """Heartbeat, renew leases, hand surplus partitions back, take free ones up to a fair share, trim."""
+        await self._renew()  # first: under OOM the heartbeat below is refused, the lease upkeep is not
         now_ms = int(time.time() * 1000)
         consumers = self._key("consumers")
         async with self._client.pipeline(transaction=False) as pipe:
@@ -418,7 +522,6 @@ class RedisBus:
             pipe.smembers(self._key("handlers"))
             _, _, live, handlers = await pipe.execute()
         self._handlers.update(_text(name) for name in handlers)
-        await self._renew()
         await self._finish_releases()
         share = math.ceil(self.partitions / max(int(live), 1))
         active = sorted(self._owned - self._releasing)
@@ -436,7 +539,11 @@ class RedisBus:
         if not self._owned:
             return
         owned = sorted(self._owned)
+        sent_at = time.monotonic()
         kept = await self._renew_script(keys=[self._key("lease", p) for p in owned], args=[self._owner, self._lease_ms])
+        for partition, still in zip(owned, kept, strict=True):
+            if int(still):
+                self._valid_until[partition] = sent_at + self._lease_seconds
         lost = [partition for partition, still in zip(owned, kept, strict=True) if not int(still)]
         if lost:
             log.warning("redis_partitions_lost", partitions=lost)
@@ -460,8 +567,10 @@ class RedisBus:
         for partition in candidates:
             if len(taken) >= wanted:
                 break
+            sent_at = time.monotonic()
             if await self._client.set(self._key("lease", partition), self._owner, nx=True, px=self._lease_ms):
                 taken.append(partition)
+                self._valid_until[partition] = sent_at + self._lease_seconds
         if taken:
             self._owned.update(taken)
             log.info("redis_partitions_taken", partitions=taken)
@@ -470,6 +579,7 @@ class RedisBus:
     def _drop(self, partition: int) -> None:
         self._owned.discard(partition)
         self._releasing.discard(partition)
+        self._valid_until.pop(partition, None)
         for lane_id in [lane_id for lane_id in self._lanes if lane_id[0] == partition]:
             del self._lanes[lane_id]
 
@@ -511,6 +621,10 @@ def _dead_letter_from(fields: dict[bytes, bytes]) -> DeadLetter:
         last_error=fields[b"error"].decode(),
         failed_at=float(fields[b"failed_at"]),
     )
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _rows(reply: Any) -> list[tuple[str, dict[bytes, bytes]]]:

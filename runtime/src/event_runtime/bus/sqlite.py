@@ -5,13 +5,20 @@ deliveries turns stored events into their deliveries with one set-based statemen
 ingest path is what limited throughput (docs/performance.md).
 
 Several processes on one host may share the file: deliveries are claimed with a lease, and a claim that is not
-completed before its lease ends (the process died) is handed out again.
+completed before its lease ends (the process died) is handed out again. A dead process's claims need not wait for
+their lease: each live owner holds an flock on a file named after it (owner_locks.py), and a process that can take
+that lock knows the owner is gone and releases its claims at once (on open, and every few seconds after).
+
+Store failures reach callers as StoreUnavailable (disk full, read-only, I/O error), or StoreGone once the file was
+deleted or replaced under the process: that is checked every FILE_CHECK_SECONDS by comparing the path's inode with
+the one opened, and from then on intake and readiness fail (a new empty file would have forgotten every id).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -19,15 +26,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import TypeVar
 
 from ..__about__ import __version__
+from ..logs import get_logger
 from ..settings import Settings
-from .base import DeadLetter, Delivery, NewEvent, WorkSignal
+from .base import DeadLetter, Delivery, NewEvent, StoreGone, StoreUnavailable, WorkSignal
 from .loop_store import LoopStore
+from .owner_locks import OwnerLocks
 
 # The SQL here is formatted only with this module's constants (the delivery states below) and placeholders, never
 # with a value from outside, and at import, not per call.
 # ruff: noqa: S608
+
+ResultT = TypeVar("ResultT")
 
 
 class DeliveryState(IntEnum):
@@ -44,7 +56,11 @@ class DeliveryState(IntEnum):
 HEAD_STATES = f"({DeliveryState.CLAIMED}, {DeliveryState.READY})"
 OPEN_STATES = f"({DeliveryState.WAITING}, {DeliveryState.CLAIMED}, {DeliveryState.READY})"
 
+log = get_logger(__name__)
 PURGE_EVERY_SECONDS = 60.0
+# how often the path is compared with the file opened (a stat), and dead owners' claims are looked for
+FILE_CHECK_SECONDS = 0.5
+OWNER_CHECK_SECONDS = 2.0
 # events turned into deliveries per claim: bounds how long one claim holds the event loop
 FAN_OUT_LIMIT = 500
 
@@ -211,6 +227,16 @@ class SQLiteBus:
         self._store = LoopStore(self._connect, None if path == ":memory:" else self._open)
         self._work = WorkSignal()
         self._last_purge = 0.0
+        self._file_identity: tuple[int, int] | None = None
+        self._gone: str | None = None
+        self._last_file_check = 0.0
+        self._owner_locks = None if path == ":memory:" else OwnerLocks(Path(f"{path}.owners"), self._owner)
+        self._last_owner_check = 0.0
+
+    @property
+    def store_path(self) -> Path | None:
+        """The store file, for the free-space reserve (None in memory)."""
+        return None if self.path == ":memory:" else Path(self.path)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SQLiteBus:
@@ -253,20 +279,68 @@ class SQLiteBus:
             connection.close()
             raise
         connection.execute(REPAIR_HEADS)
+        if self.path != ":memory:":
+            self._file_identity = _identity(os.stat(self.path))
         return connection
 
     async def open(self) -> None:
         self._store.start()
+        if self._owner_locks is not None:
+            self._owner_locks.hold()
+            await self._release_dead_owners()
         await self.ping()
 
     async def close(self) -> None:
+        released = False
         try:
             await self._store.call(_release, self._owner)
+            released = True
         finally:
             await self._store.stop()
+            if self._owner_locks is not None:
+                # claims not released: the lock file stays, unlocked, so the next process releases them at once
+                self._owner_locks.drop(remove=released)
+
+    def _check_file(self, *, always: bool = False) -> None:
+        """Raise StoreGone once the path no longer names the file opened; a stat at most every FILE_CHECK_SECONDS
+        (or now, `always`)."""
+        if self._gone is None and self._file_identity is not None:
+            now = time.monotonic()
+            if always or now - self._last_file_check >= FILE_CHECK_SECONDS:
+                self._last_file_check = now
+                try:
+                    identity = _identity(os.stat(self.path))
+                except FileNotFoundError:
+                    self._gone = f"the store file {self.path} was deleted while the service ran"
+                else:
+                    if identity != self._file_identity:
+                        self._gone = f"the store file {self.path} was replaced while the service ran"
+                if self._gone is not None:
+                    log.error("store_file_gone", detail=self._gone)
+        if self._gone is not None:
+            raise StoreGone(f"{self._gone}: restart the service once the right file is back")
+
+    async def _release_dead_owners(self) -> None:
+        assert self._owner_locks is not None
+        self._last_owner_check = time.monotonic()
+        for owner, release_lock in self._owner_locks.dead_owners():
+            try:
+                released = await self._store.call(_release, owner)
+            finally:
+                release_lock()
+            if released:
+                log.info("dead_owner_claims_released", owner=owner, deliveries=released)
+                self._work.wake()
+
+    async def _call(self, job: Callable[..., ResultT], *args: object) -> ResultT:
+        try:
+            return await self._store.call(job, *args)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"the SQLite store failed: {type(error).__name__}: {error}") from error
 
     async def append(self, events: Sequence[NewEvent]) -> list[int | None]:
-        positions = await self._store.call(_append, events, time.time())
+        self._check_file()
+        positions = await self._call(_append, events, time.time())
         if any(position is not None for position in positions):
             self._work.wake()
         return positions
@@ -278,16 +352,21 @@ class SQLiteBus:
         if now - self._last_purge > min(PURGE_EVERY_SECONDS, self._retention / 2):
             self._last_purge = now
             purge_before = now - self._retention
-        return await self._store.call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)
+        if self._owner_locks is not None and time.monotonic() - self._last_owner_check >= OWNER_CHECK_SECONDS:
+            await self._release_dead_owners()
+        return await self._call(_claim, self._owner, limit, now, now + self._lease_seconds, purge_before)
 
     async def complete(self, delivery: Delivery) -> None:
         if not isinstance(delivery, SQLiteDelivery):
             raise TypeError("the SQLite bus only takes back deliveries it handed out")
-        await self._store.call_grouped(_complete, (delivery.position, delivery.handler, delivery.ordering_key))
+        try:
+            await self._store.call_grouped(_complete, (delivery.position, delivery.handler, delivery.ordering_key))
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"the SQLite store failed: {type(error).__name__}: {error}") from error
         self._work.wake()  # the next event of this delivery's ordering key may be due now
 
     async def retry(self, delivery: Delivery, error: str, delay_seconds: float) -> None:
-        await self._store.call(
+        await self._call(
             _retry,
             delivery.position,
             delivery.handler,
@@ -297,9 +376,7 @@ class SQLiteBus:
         )
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
-        await self._store.call(
-            _dead_letter, delivery.position, delivery.handler, delivery.attempts + 1, error, time.time()
-        )
+        await self._call(_dead_letter, delivery.position, delivery.handler, delivery.attempts + 1, error, time.time())
         self._work.wake()
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
@@ -315,7 +392,9 @@ class SQLiteBus:
         return await self._store.call(_pending_count)
 
     async def ping(self) -> None:
-        await self._store.call(_ping)
+        """A write, not only a read: a store that reads but cannot write (full, read-only) is not ready."""
+        self._check_file(always=True)  # readiness asks rarely: look every time
+        await self._call(_ping)
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._work.wait(timeout)
@@ -482,8 +561,8 @@ def _replay(connection: sqlite3.Connection, event_ids: list[str] | None, now: fl
     return replayed
 
 
-def _release(connection: sqlite3.Connection, owner: str) -> None:
-    connection.execute(RELEASE, (owner,))
+def _release(connection: sqlite3.Connection, owner: str) -> int:
+    return connection.execute(RELEASE, (owner,)).rowcount
 
 
 def _pending_count(connection: sqlite3.Connection) -> int:
@@ -556,4 +635,10 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def _ping(connection: sqlite3.Connection) -> None:
-    connection.execute("SELECT 1").fetchone()
+    # rewriting the header's user_version (to the value it has) writes a page to the WAL: the cheapest real write
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    connection.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
