@@ -93,7 +93,7 @@ def test_all_three_modes_are_handled_duplicates_skipped_and_each_error_coded(ser
 def test_the_cli_sends_an_event_and_gets_the_handlers_results(service: ServiceProcess, baked_python: Path) -> None:
     data = json.dumps({"order_id": "o-9", "customer_id": "c", "amount_cents": 1, "currency": "USD"})
     result = run_in(service.project, baked_python, "python", "-m", "event_service", "send", "--type", PLACED,
-                    "--data", data, "--url", service.url, "--token", TOKEN, "--wait", "5", timeout=30)
+                    "--data", data, "--url", service.url, "--token", TOKEN, "--wait", "5", "--json", timeout=30)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert reply["status"] == 200

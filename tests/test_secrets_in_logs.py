@@ -177,7 +177,7 @@ def test_no_password_token_or_key_appears_in_any_log_line_or_output(
 
         # the service's own client signs and authenticates with the settings it reads
         sent = run_in(project, baked_python, "python", "-m", "event_service", "send", "--type", PLACED,
-                      "--url", service.url, "--data", json.dumps({"order_id": "o-2", "customer_id": "c-2",
+                      "--url", service.url, "--json", "--data", json.dumps({"order_id": "o-2", "customer_id": "c-2",
                                                                   "amount_cents": 1, "currency": "EUR"}), **env)
         assert sent.returncode == 0 and json.loads(sent.stdout)["status"] == 202, sent.stdout + sent.stderr
         outputs += [sent.stdout, sent.stderr]

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from .__about__ import __version__ as runtime_version
+from .api_docs import DOCUMENT_PATHS, ApiDocuments
 from .auth import RequestAuth
 from .bus.base import DiskReserveReached, StoreUnavailable
 from .cloudevents import (
@@ -51,6 +52,7 @@ class IngressApp:
         self._max_batch = settings.max_batch_events
         self._max_wait = settings.max_wait_seconds
         self._secrets = configured_secrets(settings)
+        self._documents = ApiDocuments(service.registry, settings, service.version)  # GET /asyncapi.json, ...
         if not self._auth.tokens and self._auth.signatures is None:
             log.warning("auth_disabled", detail="SERVICE_AUTH_TOKENS is empty: anyone can post events")
 
@@ -67,7 +69,7 @@ class IngressApp:
                 await self._post_events(scope, receive, send)
             else:
                 await _respond(send, 405, {"error": "method_not_allowed", "detail": "use POST"}, [(b"allow", b"POST")])
-        elif path in ("/healthz", "/readyz", "/metrics") and method not in ("GET", "HEAD"):
+        elif (path in ("/healthz", "/readyz", "/metrics") or path in DOCUMENT_PATHS) and method not in ("GET", "HEAD"):
             await _respond(send, 405, {"error": "method_not_allowed", "detail": "use GET"}, [(b"allow", b"GET, HEAD")])
         elif path == "/healthz":
             await _respond(send, 200, {"status": "ok", **self._versions})
@@ -89,6 +91,8 @@ class IngressApp:
             except Exception:  # metrics still render; readiness reports the store
                 log.exception("pending_count_failed")
             await _send(send, 200, self.service.metrics.render(), [(b"content-type", METRICS_CONTENT_TYPE.encode())])
+        elif path in DOCUMENT_PATHS:  # the AsyncAPI and OpenAPI documents (api_docs/served.py)
+            await _send(send, *self._documents.answer(path, scope["headers"]))
         else:
             await _respond(send, 404, {"error": "not_found", "detail": f"no route {path}"})
 

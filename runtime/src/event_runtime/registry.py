@@ -57,6 +57,9 @@ class Subscription:
     schema: type[Any]
     max_attempts: int | None = None
     is_async: bool = field(default=False)
+    # the follow-up types the handler may publish, as its author declares them: documentation (the AsyncAPI
+    # document's send operations), not a check at publish time
+    publishes: tuple[str, ...] = ()
 
     def decode(self, data: Any) -> Any:
         """Turn the event's JSON data into the declared schema (raises msgspec.ValidationError)."""
@@ -82,8 +85,13 @@ class HandlerRegistry:
         *,
         name: str | None = None,
         max_attempts: int | None = None,
+        publishes: Iterable[str] = (),
     ) -> Callable[[Callable[[SchemaT, HandlerContext], Any]], Callable[[SchemaT, HandlerContext], Any]]:
-        """Decorator: register a sync or async function `(data, context)` for `event_type`."""
+        """Decorator: register a sync or async function `(data, context)` for `event_type`; `publishes` names the
+        follow-up types it may publish (shown in the AsyncAPI document, `<slug> asyncapi`)."""
+        if isinstance(publishes, str):  # a string is an iterable of one-letter "types"
+            raise TypeError("publishes: give a list of event types, not one string")
+        declared = tuple(publishes)
 
         def register(
             function: Callable[[SchemaT, HandlerContext], Any],
@@ -96,6 +104,7 @@ class HandlerRegistry:
                     schema=schema,
                     max_attempts=max_attempts,
                     is_async=_is_async(function),
+                    publishes=declared,
                 )
             )
             return function
@@ -137,6 +146,14 @@ class HandlerRegistry:
     def schema_for(self, event_type: str) -> type[Any] | None:
         subscriptions = self._by_type.get(event_type)
         return subscriptions[0].schema if subscriptions else None
+
+    def follow_ups(self) -> dict[str, tuple[str, ...]]:
+        """Handler name -> the follow-up types it declares (`publishes=`), for the handlers that declare any."""
+        return {name: s.publishes for name, s in sorted(self._by_name.items()) if s.publishes}
+
+    def unhandled_follow_ups(self) -> list[tuple[str, str]]:
+        """(handler, type) for each declared follow-up type no handler subscribes to: publishing it would fail."""
+        return [(name, t) for name, types in self.follow_ups().items() for t in types if t not in self._by_type]
 
     @property
     def event_types(self) -> list[str]:
