@@ -54,7 +54,7 @@ def test_the_runtime_pin_is_proposed_alone_and_without_cooldown(tmp_path: Path, 
     project = bake(tmp_path, event_bus=event_bus)
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
     # the name Dependabot matches is the one pyproject pins
-    assert [dependency for dependency in dependencies if dependency.startswith(f"event-runtime[{event_bus}]==")]
+    assert [dependency for dependency in dependencies if dependency.startswith(f"event-runtime[{event_bus},tracing]==")]
     pip = update_for(dependabot_config(project), "pip")
     grouped_with_others = [
         name

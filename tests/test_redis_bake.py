@@ -16,14 +16,14 @@ def dependencies(project: Path) -> list[str]:
 
 def test_a_redis_bake_pins_the_runtime_with_its_redis_extra_and_defaults_to_redis(tmp_path: Path) -> None:
     project = bake(tmp_path, event_bus="redis")
-    assert dependencies(project) == [f"event-runtime[redis]=={runtime_version()}"]
+    assert dependencies(project) == [f"event-runtime[redis,tracing]=={runtime_version()}"]
     assert 'bus_url="redis://127.0.0.1:6379/0"' in (project / "src" / "event_service" / "app.py").read_text()
     assert "`SERVICE_BUS_URL` | `redis://127.0.0.1:6379/0`" in (project / "README.md").read_text()
 
 
 def test_a_sqlite_bake_pins_the_runtime_with_its_sqlite_extra_and_names_no_redis(tmp_path: Path) -> None:
     project = bake(tmp_path)
-    assert dependencies(project) == [f"event-runtime[sqlite]=={runtime_version()}"]
+    assert dependencies(project) == [f"event-runtime[sqlite,tracing]=={runtime_version()}"]
     assert "redis" not in (project / "src" / "event_service" / "app.py").read_text()
     assert "redis" not in (project / "compose.yaml").read_text()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .registry import HandlerRegistry, NonRetryableError, Publisher
 from .retry import RetryPolicy
 from .settings import Settings
 from .store_health import StoreHealth
+from .tracing import Tracing, end_spans, tracing_for
 from .worker import HandlerOutcome, Workers
 
 log = get_logger(__name__)
@@ -53,10 +55,14 @@ class Service:
         bus: EventBus | None = None,
         *,
         version: str = "0.0.0+source",
+        tracing: Tracing | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.version = version  # the service's own release; /healthz and /readyz show it beside the runtime's
+        self.tracing = tracing or tracing_for(
+            settings.tracing_endpoint, settings.event_source.strip("/") or "event-service", version
+        )
         self.metrics = Metrics((s.handler_name, s.event_type) for s in registry.subscriptions())
         self.bus = bus or open_bus(settings)
         self.store_health = StoreHealth()
@@ -71,6 +77,7 @@ class Service:
             handler_timeout=settings.handler_timeout_seconds,
             poll_seconds=settings.poll_seconds,
             health=self.store_health,
+            tracing=self.tracing,
         )
         self.backlog = Backlog(self.bus, settings.max_pending)
         self.draining = False
@@ -104,6 +111,7 @@ class Service:
         await self.workers.stop(self.settings.shutdown_timeout_seconds)
         await self.backlog.stop()
         await self.bus.close()
+        self.tracing.shutdown()
         self.started = False
         log.info("service_stopped")
 
@@ -205,25 +213,43 @@ class Service:
         deliveries = sum(len(new.handlers) for new in prepared)
         if bounded and self.backlog.full:  # again: others may have been let in while this body was read
             raise self._backlog_full()
+        received = self._traced(prepared) if self.tracing.enabled else ()
         with self.backlog.storing(deliveries) as stored_deliveries:
             try:
-                positions = await self.bus.append(prepared)
+                with self.tracing.store(received):
+                    positions = await self.bus.append(prepared)
             except Exception as error:
+                end_spans(received, error)
                 self.store_health.failed("append", error)
                 if isinstance(error, StoreUnavailable):
                     raise
                 raise StoreUnavailable(f"the store failed: {type(error).__name__}: {error}") from error
             self.store_health.succeeded("append")
+            end_spans(received)
             pairs = zip(positions, prepared, strict=True)
             stored_deliveries(sum(len(new.handlers) for position, new in pairs if position is not None))
         stored = [(position, new) for position, new in zip(positions, prepared, strict=True) if position is not None]
         accepted, duplicates = len(stored), len(prepared) - len(stored)
+        if log.is_enabled_for(logging.DEBUG):  # a line per event's state change; checked once, not per event
+            _log_stored(positions, prepared)
         self.metrics.accepted.inc(accepted)
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if wait_seconds <= 0 or not stored or not self._run_workers:
             return Accepted(accepted, duplicates)
         return Accepted(accepted, duplicates, await self._wait(stored, wait_seconds))
+
+    def _traced(self, prepared: list[NewEvent]) -> list[Any]:
+        """A receive span per event; an event without a `traceparent` is given its span's (tracing.py)."""
+        received = []
+        for index, new in enumerate(prepared):
+            span = self.tracing.start_receive(new.event)
+            received.append(span)
+            if "traceparent" not in new.event.extensions:
+                extensions = {**new.event.extensions, **self.tracing.traceparent_of(span)}
+                event = msgspec.structs.replace(new.event, extensions=extensions)
+                prepared[index] = NewEvent(event, event.to_json(), new.handlers)
+        return received
 
     async def _wait(self, stored: list[tuple[int, NewEvent]], wait_seconds: float) -> list[HandlerOutcome] | None:
         positions = [position for position, _ in stored]
@@ -257,7 +283,7 @@ class Service:
                 subject=subject if subject is not None else cause.subject,
                 datacontenttype="application/json",
                 data=msgspec.to_builtins(data),
-                extensions={"causationid": cause.id},
+                extensions={"causationid": cause.id, **self.tracing.traceparent_of()},
             )
             try:
                 await self.accept([event])
@@ -266,6 +292,17 @@ class Service:
             return event.id
 
         return publish
+
+
+def _log_stored(positions: Sequence[int | None], prepared: Sequence[NewEvent]) -> None:
+    for position, new in zip(positions, prepared, strict=True):
+        event = new.event
+        if position is None:
+            log.debug("event_duplicate", event_id=event.id, event_type=event.type, source=event.source)
+        else:
+            log.debug(
+                "event_stored", event_id=event.id, event_type=event.type, handlers=list(new.handlers), position=position
+            )
 
 
 def follow_up_id(cause: CloudEvent, handler: str, ordinal: int) -> str:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         default=f"/{DEFAULT_SERVICE_NAME}", description="the `source` of the follow-up events handlers publish"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="JSON logs on stderr")
+    tracing_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`): OpenTelemetry spans per "
+        "event, continued from its `traceparent`; empty: tracing off",
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="a larger request body gets 413")
     max_batch_events: int = Field(default=1000, gt=0, description="a batch with more events gets 413")
     max_wait_seconds: float = Field(

@@ -27,6 +27,7 @@ from .metrics import Metrics
 from .registry import HandlerContext, HandlerRegistry, NonRetryableError, Publisher, Subscription
 from .retry import RetryPolicy
 from .store_health import StoreHealth
+from .tracing import Tracing
 
 log = get_logger(__name__)
 SETTLE_RETRY_FIRST_SECONDS = 0.05
@@ -68,6 +69,7 @@ class Workers:
         handler_timeout: float = 30.0,
         poll_seconds: float = 0.2,
         health: StoreHealth | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._bus = bus
         self._registry = registry
@@ -79,6 +81,7 @@ class Workers:
         self._threads: ThreadPoolExecutor | None = None  # for sync handlers, made at the first sync call
         self._poll_seconds = poll_seconds
         self._health = health or StoreHealth()
+        self._tracing = tracing or Tracing()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._waiters: dict[int, _Waiter] = {}
@@ -182,6 +185,9 @@ class Workers:
             return
         attempt = delivery.attempts + 1
         series = self._metrics.series(delivery.handler, event.type)
+        log.debug(
+            "event_delivering", event_id=event.id, event_type=event.type, handler=delivery.handler, attempt=attempt
+        )
         started = time.perf_counter()
         try:
             result = await self._call(subscription, event, attempt)
@@ -204,6 +210,12 @@ class Workers:
             data = subscription.decode(event.data)
         except msgspec.ValidationError as error:
             raise NonRetryableError(f"data no longer matches the schema: {error}") from error
+        if not self._tracing.enabled:  # the hot path: no span, no context manager
+            return await self._call_handler(subscription, event, data, attempt)
+        with self._tracing.process(event, subscription.handler_name, attempt):
+            return await self._call_handler(subscription, event, data, attempt)
+
+    async def _call_handler(self, subscription: Subscription, event: CloudEvent, data: Any, attempt: int) -> Any:
         handler = subscription.handler_name
         # a publisher per attempt: it numbers this call's publishes, which the follow-ups' ids are made from
         context = HandlerContext(
