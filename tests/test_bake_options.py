@@ -42,6 +42,8 @@ def test_the_defaults_are_valid() -> None:
         ("container_registry", "GHCR.io/x", "container_registry: 'GHCR.io/x'"),
         ("ci", "gitlab", "ci: 'gitlab' is not one of github, jenkins, both"),
         ("python_version", "3.9", "python_version: '3.9' is not one of"),
+        ("copyright_year", "26", "copyright_year: '26' must be a year of four digits"),
+        ("copyright_year", "2026; rm -rf", "copyright_year: '2026; rm -rf' must be a year"),
     ],
 )
 def test_each_bad_option_gets_one_line_naming_it(field: str, value: str, expected: str) -> None:

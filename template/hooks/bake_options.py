@@ -49,6 +49,9 @@ def problems_with(options: Mapping[str, object]) -> list[str]:
             f"container_registry: {registry!r} must look like host[:port]/namespace in lower case, "
             "without a scheme (for example ghcr.io/acme)"
         )
+    year = str(options.get("copyright_year", "2026"))  # absent from contexts made before the option existed
+    if not re.fullmatch(r"(19[7-9][0-9]|2[0-9]{3})", year):
+        problems.append(f"copyright_year: {year!r} must be a year of four digits, for example 2026")
     for name, allowed in CHOICES.items():
         value = str(options.get(name, ""))
         if value not in allowed:
