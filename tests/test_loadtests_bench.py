@@ -232,3 +232,19 @@ def test_compare_refuses_what_it_cannot_compare(arguments, message, tmp_path):
     result = subprocess.run([sys.executable, str(COMPARE), *arguments], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_wrk_run_that_got_no_answer_has_no_latency_of_zero() -> None:
+    """wrk prints 0.00us percentiles when nothing was answered in time: that is an infinite latency, not none."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from run_bench import parse_wrk
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    report = ("  Latency Distribution\n     50%    0.00us\n     99%    0.00us\n"
+              "  0 requests in 1.00s, 0.00B read\n  Socket errors: connect 0, read 0, write 0, timeout 10\n"
+              "Requests/sec:      0.00\n")
+    unanswered = parse_wrk(report)
+    assert unanswered.p99_ms == float("inf") and unanswered.errors == 10
+    answered = parse_wrk(report.replace("  0 requests", "  120 requests").replace("99%    0.00us", "99%    3.20ms"))
+    assert answered.p99_ms == 3.2

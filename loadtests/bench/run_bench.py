@@ -184,6 +184,9 @@ def parse_wrk(output: str) -> Measurement:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
+    answered = re.search(r"^\s*(\d+) requests in ", output, re.MULTILINE)
+    if answered and int(answered.group(1)) == 0:  # wrk prints 0.00us percentiles when nothing was answered in time
+        return Measurement(float(rate.group(1)), float("inf"), float("inf"), errors)
     return Measurement(float(rate.group(1)), _latency_ms(output, "50%"), _latency_ms(output, "99%"), errors)
 
 
