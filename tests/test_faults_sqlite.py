@@ -143,6 +143,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True, timeout=10)
+    (mount / "ballast").touch()  # see fill()
     try:
         yield mount
     finally:
@@ -150,7 +151,10 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(mount: Path, leave_bytes: int) -> Path:
-    """A ballast file taking all but `leave_bytes` of the filesystem's free space."""
+    """A ballast file taking all but `leave_bytes` of the filesystem's free space.
+
+    The file is made while the filesystem still has room (`small_tmpfs`) and only grown here: on a full tmpfs even
+    an empty new file is refused (ENOSPC), which a busy machine's run once reached before this call."""
     ballast = mount / "ballast"
     status = os.statvfs(mount)
     free = status.f_bavail * status.f_frsize
@@ -180,7 +184,7 @@ def test_a_full_small_disk_answers_503_loses_nothing_and_recovers_by_itself(
         ballast = fill(small_tmpfs, 2 << 20)  # under the reserve: intake stops, completions go on
         time.sleep(2.5)
         ready_during.append(httpx.get(f"{service.url}/readyz", timeout=5).status_code)
-        ballast.unlink()
+        os.truncate(ballast, 0)  # kept, so that the next fill() need not make a file
         driver.mark("reserve_freed")
         time.sleep(2)
         # then, with no reserve, a disk truly full: the store's own writes fail (SQLITE_FULL)
@@ -192,7 +196,7 @@ def test_a_full_small_disk_answers_503_loses_nothing_and_recovers_by_itself(
         ballast = fill(small_tmpfs, 0)
         time.sleep(2.5)
         ready_during.append(httpx.get(f"{service.url}/readyz", timeout=5).status_code)
-        ballast.unlink()
+        os.truncate(ballast, 0)  # kept, so that the next fill() need not make a file
         driver.mark("disk_freed")
         time.sleep(3)
     finally:

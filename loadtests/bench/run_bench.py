@@ -277,8 +277,11 @@ def started(key: str, commands, workdir: Path):
     # replace, not str.format: inherited variables (MAKEFLAGS...) may hold braces
     env = {name: value.replace("{workdir}", str(workdir)) for name, value in env.items()}
     if key in SERVICE_SERVERS:  # a fresh store per start: each round measures the same empty-database case
-        for leftover in workdir.glob("events.db*"):
-            leftover.unlink()
+        for leftover in workdir.glob("events.db*"):  # the file, its -wal and -shm, its .owners/ lock folder
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
     with running_server(command, f"http://127.0.0.1:{port}{ready_path}", env, cwd, workdir / f"{key}.log") as proc:
         yield f"http://127.0.0.1:{port}", proc
 
