@@ -26,6 +26,14 @@ def quickstart_commands() -> list[str]:
     return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
 
 
+def quickstart_send_command() -> str:
+    """The `send` command the Quickstart's last paragraph gives inline (its backticks span a line break)."""
+    section = REPO_ROOT.joinpath("README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    sends = [" ".join(code.split()) for code in re.findall(r"(?<!`)`([^`]+ send [^`]+)`(?!`)", section)]
+    assert len(sends) == 1, sends
+    return sends[0]
+
+
 def test_the_quickstart_clones_then_bakes_and_runs_in_two_commands_then_tests() -> None:
     clone, bake_and_run, run_tests = quickstart_commands()
     assert clone == f"git clone {README_REPO_URL}"
@@ -64,6 +72,11 @@ def test_the_quickstart_clones_bakes_and_serves_from_a_new_venv_with_no_index_ho
                 time.sleep(0.5)
         assert ready is not None and ready.status_code == 200, (tmp_path / "quickstart.log").read_text()[-3000:]
         assert (tmp_path / "var" / "events.db").is_file()  # the embedded bus, relative to where it runs
+        # the next thing the README tells the user to paste, against the service it just started
+        sent = subprocess.run(["bash", "-c", f"{quickstart_send_command()} --url http://127.0.0.1:{port}"],
+                              cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "processed" in sent.stdout and "reserve_stock" in sent.stdout, sent.stdout
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have exited already
             os.killpg(process.pid, signal.SIGTERM)

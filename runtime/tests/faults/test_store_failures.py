@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from event_runtime import disk_reserve
+from event_runtime.bus import loop_store
 from event_runtime.bus import sqlite as sqlite_bus
-from event_runtime.bus.base import Delivery, StoreUnavailable
+from event_runtime.bus.base import Delivery, StoreGone, StoreUnavailable
 from event_runtime.registry import HandlerContext, HandlerRegistry
 from event_runtime.testing import EventFactory, service_client
 
@@ -158,6 +160,30 @@ async def test_a_store_file_deleted_or_replaced_under_the_service_stops_intake_a
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and how in ready.json()["detail"]
         assert path.exists() == (how == "replaced")  # never silently made again
+
+
+async def test_a_checkpoint_thread_that_starts_after_the_store_file_was_deleted_makes_no_new_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the thread opens its own connection once it runs; on a busy machine that can be after the file is gone
+    deleted = threading.Event()
+    monkeypatch.setattr(loop_store, "_run_nicer_by", lambda _niceness: deleted.wait(5))
+    path = tmp_path / "events.db"
+    bus = sqlite_bus.SQLiteBus(str(path))
+    await bus.open()
+    try:
+        path.unlink()
+        deleted.set()
+        checkpointer = bus._store._checkpointer
+        assert checkpointer is not None
+        checkpointer.join(5)
+        assert not checkpointer.is_alive()  # it gave up: nothing to checkpoint
+        assert not path.exists()
+        with pytest.raises(StoreGone, match="deleted"):
+            bus._check_file(always=True)
+    finally:
+        await bus.close()
+    assert not path.exists()
 
 
 @pytest.mark.parametrize("operation", ["complete", "retry", "dead_letter"])

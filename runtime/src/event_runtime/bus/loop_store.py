@@ -178,7 +178,11 @@ class LoopStore:
         # Nicer than the loop, but not the nicest: this thread holds the lock commits wait for while it RESTARTs
         # (nearly always one with nothing to copy), so it must still get the core soon when it needs it.
         _run_nicer_by(CHECKPOINT_NICENESS)
-        connection = connect()
+        try:
+            connection = connect()
+        except sqlite3.Error:  # the file went away before the thread began: the loop's own checks report it
+            log.exception("wal_checkpoint_failed")
+            return
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_SECONDS):
                 # Repeat while commits keep adding frames: each round copies only what came during the last one,

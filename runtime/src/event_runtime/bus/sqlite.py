@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -223,8 +224,10 @@ class SQLiteBus:
         self._lease_seconds = lease_seconds
         self._retention = dedup_retention_seconds
         self._owner = uuid.uuid4().hex
-        # the checkpoint thread gets its own connection: it copies the WAL into the database file and fsyncs it
-        self._store = LoopStore(self._connect, None if path == ":memory:" else self._open)
+        # the checkpoint thread gets its own connection: it copies the WAL into the database file and fsyncs it. It
+        # opens the file the loop's connection made and never makes one: a thread that starts late, after the file
+        # was deleted, would otherwise create an empty store at the path (and hide the deletion).
+        self._store = LoopStore(self._connect, None if path == ":memory:" else self._open_existing)
         self._work = WorkSignal()
         self._last_purge = 0.0
         self._file_identity: tuple[int, int] | None = None
@@ -249,12 +252,16 @@ class SQLiteBus:
             dedup_retention_seconds=settings.dedup_retention_seconds,
         )
 
-    def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _open(self, *, create: bool = True) -> sqlite3.Connection:
+        target, uri = (self.path, False) if create else (f"file:{urllib.parse.quote(self.path)}?mode=rw", True)
+        connection = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
         connection.execute("PRAGMA busy_timeout = 5000")
         # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         return connection
+
+    def _open_existing(self) -> sqlite3.Connection:
+        return self._open(create=False)
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
