@@ -143,10 +143,14 @@ def test_healthy_service_passes_the_gate_with_reports_in_the_archived_folder(bak
     project = bake_project()
     with running_service(project, baked_python, free_port, SERVICE_AUTH_TOKENS="gate-token") as url:
         # two worker processes: the master must add up the workers' event counts before it judges
-        result = make_loadtest(project, url, "--processes 2", LOADTEST_AUTH_TOKEN="gate-token")
+        result = make_loadtest(project, url, "--processes 2 --progress-seconds 2", LOADTEST_AUTH_TOKEN="gate-token")
     lines = gate_lines(result)
     assert result.returncode == 0, "\n".join(lines) or result.stderr[-3000:]
     assert lines[-1] == "loadtest gate: PASSED (exit code 0)"
+    # the run says how far it got while it lasts (6 s, a line every 2 s), with the workers' requests added up
+    progress = [line for line in result.stderr.splitlines() if line.startswith("loadtest: ")]
+    assert len(progress) >= 2 and all(" of 6 s, " in line for line in progress), result.stderr[-3000:]
+    assert int(progress[-1].split(" requests ")[0].rsplit(" ", 1)[1].replace(",", "")) > 0, progress
     reports = project / "reports" / "loadtest"
     assert (reports / "report.html").stat().st_size > 0
     assert (reports / "loadtest_stats.csv").read_text().count("\n") >= 2

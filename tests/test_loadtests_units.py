@@ -19,6 +19,7 @@ sys.path.insert(0, str(LOADTESTS))
 from loadtest_kit.delivery_check import check_delivery  # noqa: E402
 from loadtest_kit.event_mix import EventMixError, load_event_mix  # noqa: E402
 from loadtest_kit.ledger import EventLedger  # noqa: E402
+from loadtest_kit.progress import progress_line  # noqa: E402
 from loadtest_kit.prometheus import MetricsSnapshot, parse_metrics, read_metrics  # noqa: E402
 from loadtest_kit.shape_curves import users_at  # noqa: E402
 from loadtest_kit.thresholds import RunTotals, Thresholds, ThresholdsError, load_thresholds, performance_breaches  # noqa: E402
@@ -319,3 +320,9 @@ def test_copied_loadtests_pass_the_bakes_own_lint(bake_project, baked_python):
     for command in ([str(ruff), "check", "loadtests"], [str(ruff), "format", "--check", "loadtests"]):
         result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_progress_line_says_how_far_the_run_got_of_its_run_time() -> None:
+    line = progress_line(20.4, 60, 20, 1234, 0, 61.66)
+    assert line == "loadtest: 20 s of 60 s, 20 users, 1,234 requests (61.7/s), 0 failed"
+    assert progress_line(5, None, 3, 10, 1, 2.0) == "loadtest: 5 s, 3 users, 10 requests (2.0/s), 1 failed"

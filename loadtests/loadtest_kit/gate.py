@@ -22,6 +22,7 @@ from locust.runners import WorkerRunner
 from . import run_state
 from .delivery_check import check_delivery, wait_until_drained
 from .options import add_options
+from .progress import report_progress
 from .prometheus import MetricsSnapshot
 from .thresholds import RunTotals, Thresholds, load_thresholds, performance_breaches
 
@@ -185,6 +186,7 @@ def _on_init(environment, runner=None, **_kwargs) -> None:
         environment.events.test_stop.add_listener(lambda environment, **_: runner._send_stats())
         return
     _gate.setup(environment)
+    report_progress(environment)
     environment.events.worker_report.add_listener(
         lambda client_id, data: run_state.ledger.add(data.get("event_ledger", {}))
     )

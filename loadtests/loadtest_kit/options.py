@@ -62,6 +62,13 @@ def add_options(parser) -> None:
         help="load shape over --run-time, peaking at --users",
     )
     group.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=10.0,
+        env_var="LOCUST_PROGRESS_SECONDS",
+        help="seconds between progress lines on stderr (elapsed, users, requests, failures); 0 = none",
+    )
+    group.add_argument(
         "--shape-steps", type=int, default=5, env_var="LOCUST_SHAPE_STEPS", help="number of steps of the step shape"
     )
 
