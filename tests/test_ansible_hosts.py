@@ -226,6 +226,8 @@ def test_broken_release_is_rolled_back_on_the_first_host_and_rollback_restores_a
     assert broken.returncode != 0
     assert f"Release {BROKEN} failed its health check on ces-app1" in broken.output, broken.output[-6000:]
     assert f"Rolled back to {UPGRADE}" in broken.output
+    # the failure names the unit's own last lines, so the pipeline's log shows why without a login to the host
+    assert "Last log lines of the unit: " in broken.output and f"{SLUG}[" in broken.output, broken.output[-6000:]
     assert versions_on_hosts(project) == dict.fromkeys(SERVICE_HOSTS, UPGRADE), service_logs(project)
     untouched = project.network.ssh(host(project, "ces-app2"), f"ls /opt/{SLUG}/releases").split()
     assert BROKEN not in untouched

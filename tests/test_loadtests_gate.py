@@ -166,6 +166,23 @@ def test_healthy_service_passes_the_gate_with_reports_in_the_archived_folder(bak
 
 
 @pytest.mark.slow
+def test_the_shipped_defaults_pass_against_a_default_bake(bake_project, baked_python, free_port):
+    # locust.conf as shipped (20 users, batches of 100, its set rate), only shorter: a gate whose defaults send
+    # faster than a default bake's handlers finish fails on 503 backlog_full in any long enough run (it did at
+    # 11,600 events/s on a quiet machine, 74 % of requests refused)
+    project = bake_project()
+    with running_service(project, baked_python, free_port) as url:
+        result = subprocess.run(
+            ["make", "loadtest", f"HOST={url}", f"LOCUST={LOCUST}", "LOADTEST_ARGS=-t 10s"],
+            cwd=project, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    lines = gate_lines(result)
+    assert result.returncode == 0, "\n".join(lines) or result.stderr[-3000:]
+    gate = json.loads((project / "reports" / "loadtest" / "gate.json").read_text())
+    assert gate["totals"]["events_per_second"] > 500, gate["totals"]  # about 1,030 events/s at the set rate
+
+
+@pytest.mark.slow
 def test_slow_handler_fails_the_delivery_check_with_exit_code_4(bake_project, baked_python, free_port):
     project = bake_project()
     inject_handler(project, "slow_audit", SLOW_HANDLER)
@@ -217,6 +234,13 @@ def test_rejected_requests_breach_the_failure_ratio_with_exit_code_3(bake_projec
     # batches of 10 against a limit of 5 events per batch: every batch request gets 413
     with running_service(project, baked_python, free_port, SERVICE_MAX_BATCH_EVENTS="5") as url:
         result = make_loadtest(project, url)
+        # plain Locust from the folder, as loadtests/README.md shows it, exits with the gate's own code
+        direct = subprocess.run(
+            [sys.executable, "-m", "locust", "--host", url, "--headless", *MODEST_LOAD.split()],
+            cwd=project / "loadtests", capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert direct.returncode == 3, direct.stderr[-3000:]
+    assert "loadtest gate: FAILED (exit code 3)" in gate_lines(direct)
     lines = gate_lines(result)
     assert "loadtest gate: FAILED (exit code 3)" in lines, "\n".join(lines) or result.stderr[-3000:]
     breaches = [line for line in lines if "BREACH" in line]
