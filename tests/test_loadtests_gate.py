@@ -123,9 +123,10 @@ def running_service(project: Path, python: Path, port: int, **settings: str) -> 
         log.close()
 
 
-def make_loadtest(project: Path, url: str, extra: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+def make_loadtest(project: Path, url: str, extra: str = "", load: str = MODEST_LOAD,
+                  **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "loadtest", f"HOST={url}", f"LOCUST={LOCUST}", f"LOADTEST_ARGS={MODEST_LOAD} {extra}"],
+        ["make", "loadtest", f"HOST={url}", f"LOCUST={LOCUST}", f"LOADTEST_ARGS={load} {extra}"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -172,10 +173,7 @@ def test_the_shipped_defaults_pass_against_a_default_bake(bake_project, baked_py
     # 11,600 events/s on a quiet machine, 74 % of requests refused)
     project = bake_project()
     with running_service(project, baked_python, free_port) as url:
-        result = subprocess.run(
-            ["make", "loadtest", f"HOST={url}", f"LOCUST={LOCUST}", "LOADTEST_ARGS=-t 10s"],
-            cwd=project, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+        result = make_loadtest(project, url, load="-t 10s")
     lines = gate_lines(result)
     assert result.returncode == 0, "\n".join(lines) or result.stderr[-3000:]
     gate = json.loads((project / "reports" / "loadtest" / "gate.json").read_text())

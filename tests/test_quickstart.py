@@ -20,15 +20,18 @@ pytestmark = pytest.mark.slow
 README_REPO_URL = "https://github.com/example-org/cookiecutter-event-service"
 
 
+def quickstart_section() -> str:
+    return REPO_ROOT.joinpath("README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+
+
 def quickstart_commands() -> list[str]:
     """The shell commands of the README's Quickstart section, in order."""
-    section = REPO_ROOT.joinpath("README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", quickstart_section(), re.S)]
 
 
 def quickstart_send_command() -> str:
     """The `send` command the Quickstart's last paragraph gives inline (its backticks span a line break)."""
-    section = REPO_ROOT.joinpath("README.md").read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    section = quickstart_section()
     sends = [" ".join(code.split()) for code in re.findall(r"(?<!`)`([^`]+ send [^`]+)`(?!`)", section)]
     assert len(sends) == 1, sends
     return sends[0]

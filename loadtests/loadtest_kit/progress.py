@@ -30,8 +30,8 @@ def progress_line(
 
 def report_progress(environment) -> None:
     """Print progress_line every `--progress-seconds` (0: never) from the run's start to its stop."""
-    every = getattr(environment.parsed_options, "progress_seconds", 0) if environment.parsed_options else 0
-    if not every or every <= 0:
+    every = getattr(environment.parsed_options, "progress_seconds", 0)
+    if every <= 0:
         return
     running: list[gevent.Greenlet] = []
 

@@ -227,7 +227,9 @@ class SQLiteBus:
         # the checkpoint thread gets its own connection: it copies the WAL into the database file and fsyncs it. It
         # opens the file the loop's connection made and never makes one: a thread that starts late, after the file
         # was deleted, would otherwise create an empty store at the path (and hide the deletion).
-        self._store = LoopStore(self._connect, None if path == ":memory:" else self._open_existing)
+        self._store = LoopStore(
+            self._connect, None if path == ":memory:" else functools.partial(self._open, create=False)
+        )
         self._work = WorkSignal()
         self._last_purge = 0.0
         self._file_identity: tuple[int, int] | None = None
@@ -259,9 +261,6 @@ class SQLiteBus:
         # NORMAL: a commit survives a crash of the process; FULL also a power loss (docs/event-bus.md).
         connection.execute(f"PRAGMA synchronous = {self._synchronous}")
         return connection
-
-    def _open_existing(self) -> sqlite3.Connection:
-        return self._open(create=False)
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
